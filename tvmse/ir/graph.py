@@ -1,0 +1,199 @@
+"""The integer form: what every pass and target of tvmse reads and writes.
+
+A tvmse integer module is a Relax ``IRModule`` whose ``main`` takes and returns int8 tensors
+(for a streaming model: the frame and the LSTM state in, the mask and the new state out) and
+whose dataflow block is a sequence of calls, one per integer op, to private Relax functions::
+
+    lv3 = cls.lstm0_fc(lv2, W, b, multiplier, shift)      # W, b, … are relax.Constant
+
+Each op function carries ``tvmse.op`` (the kind, see ``OP_KINDS``), ``tvmse.name``,
+``tvmse.out`` ([scale, zero point] of its int8 result) and ``tvmse.attrs`` (JSON: the op's
+integer parameters and the float scales a TFLite writer needs), and its body computes the op
+with Relax integer ops exactly as TFLite's int8 kernels do (``tvmse.ir.kernels``). ``main``
+carries ``tvmse.inputs`` / ``tvmse.outputs`` (names, shapes, quantization).
+
+Conventions: activations are int8 [1, C] row vectors; FC weights int8 [N, K] with per-output-
+channel symmetric scales, biases int32 with scale x_scale·w_scale[n], requantization as an
+int32 multiplier and a shift per channel (TFLite's QuantizeMultiplier of x_scale·w_scale/y_scale).
+LOGISTIC output is fixed at scale 1/256, zero point −128, TANH at 1/128, 0 (TFLite's int8 rule).
+
+``IntegerGraph`` is the Python view of such a module: ``IntegerGraph.from_module(mod)`` reads it,
+``graph.to_module()`` writes it; the two round-trip.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+import tvm
+from tvm import relax
+
+from tvmse.ir import kernels
+
+# kind → names of its constant operands, in call order after the activation inputs
+OP_KINDS: dict[str, tuple[str, ...]] = {
+    "fully_connected": ("weight", "bias", "multiplier", "shift"),
+    "add": (),
+    "mul": (),
+    "logistic": (),
+    "tanh": (),
+    "concat": (),
+    "slice": (),
+}
+CONST_DTYPES = {"weight": "int8", "bias": "int32", "multiplier": "int32", "shift": "int32"}
+
+
+@dataclass
+class TensorInfo:
+    """An int8 activation tensor: name, static shape, per-tensor quantization."""
+
+    name: str
+    shape: tuple[int, ...]
+    scale: float
+    zero_point: int
+
+    def quant(self) -> tuple[float, int]:
+        return (self.scale, self.zero_point)
+
+
+@dataclass
+class IntOp:
+    """One integer op: kind, activation inputs (tensor names), constants, attributes, result."""
+
+    kind: str
+    inputs: list[str]
+    output: TensorInfo
+    consts: dict[str, np.ndarray] = field(default_factory=dict)
+    attrs: dict = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.output.name
+
+
+@dataclass
+class IntegerGraph:
+    inputs: list[TensorInfo]
+    outputs: list[str]
+    ops: list[IntOp]
+
+    # ---- queries ------------------------------------------------------------------------------
+    def tensors(self) -> dict[str, TensorInfo]:
+        table = {t.name: t for t in self.inputs}
+        table.update({op.name: op.output for op in self.ops})
+        return table
+
+    def producer(self, tensor: str) -> IntOp | None:
+        return next((op for op in self.ops if op.name == tensor), None)
+
+    def consumers(self, tensor: str) -> list[IntOp]:
+        return [op for op in self.ops if tensor in op.inputs]
+
+    def macs(self) -> int:
+        return sum(int(np.prod(op.consts["weight"].shape)) for op in self.ops if op.kind == "fully_connected")
+
+    # ---- Relax round trip -----------------------------------------------------------------------
+    def to_module(self) -> tvm.IRModule:
+        return _ModuleWriter(self).write()
+
+    @classmethod
+    def from_module(cls, mod: tvm.IRModule) -> "IntegerGraph":
+        return _read_module(mod)
+
+
+def relax_name(name: str) -> str:
+    """A Relax/C identifier for a tensor or op name such as 'lstm0/fc'."""
+    ident = re.sub(r"[^0-9A-Za-z_]", "_", name)
+    return ident if not ident[:1].isdigit() else f"t_{ident}"
+
+
+def _tensor_type(shape, dtype="int8") -> relax.TensorType:
+    return relax.TensorType(list(shape), dtype)
+
+
+class _ModuleWriter:
+    def __init__(self, graph: IntegerGraph):
+        self.graph = graph
+        self.bb = relax.BlockBuilder()
+        self.tensors = graph.tensors()
+
+    def write(self) -> tvm.IRModule:
+        functions = {op.name: self._op_function(op) for op in self.graph.ops}
+        params = [relax.Var(relax_name(t.name), _tensor_type(t.shape)) for t in self.graph.inputs]
+        values: dict[str, relax.Expr] = {t.name: p for t, p in zip(self.graph.inputs, params)}
+        main_attrs = {
+            "tvmse.inputs": json.dumps([[t.name, list(t.shape), t.scale, t.zero_point] for t in self.graph.inputs]),
+            "tvmse.outputs": json.dumps(self.graph.outputs),
+        }
+        with self.bb.function("main", params, attrs=main_attrs):
+            with self.bb.dataflow():
+                for op in self.graph.ops:
+                    args = [values[t] for t in op.inputs]
+                    args += [relax.const(op.consts[c], CONST_DTYPES[c]) for c in OP_KINDS[op.kind]]
+                    values[op.name] = self.bb.emit(relax.Call(functions[op.name], args), relax_name(op.name))
+                result = self.bb.emit_output(relax.Tuple([values[t] for t in self.graph.outputs]))
+            self.bb.emit_func_output(result)
+        return self.bb.get()
+
+    def _op_function(self, op: IntOp) -> relax.GlobalVar:
+        if op.kind not in OP_KINDS:
+            raise ValueError(f"op '{op.name}': unknown kind '{op.kind}' (known: {', '.join(OP_KINDS)})")
+        inputs = [relax.Var(f"in{i}", _tensor_type(self.tensors[t].shape)) for i, t in enumerate(op.inputs)]
+        consts = [relax.Var(c, _tensor_type(op.consts[c].shape, CONST_DTYPES[c])) for c in OP_KINDS[op.kind]]
+        attrs = {
+            "tvmse.op": op.kind,
+            "tvmse.name": op.name,
+            "tvmse.out": json.dumps([op.output.scale, op.output.zero_point]),
+            "tvmse.attrs": json.dumps(op.attrs),
+        }
+        with self.bb.function(relax_name(op.name), inputs + consts, attrs=attrs, private=True):
+            result = self._body(op, inputs, consts)
+            gv = self.bb.emit_func_output(result)
+        return gv
+
+    def _body(self, op: IntOp, inputs, consts) -> relax.Expr:
+        bb, a, out_zp = self.bb, op.attrs, op.output.zero_point
+        if op.kind == "fully_connected":
+            return kernels.fully_connected(bb, inputs[0], *consts, self.tensors[op.inputs[0]].zero_point, out_zp)
+        if op.kind == "add":
+            return kernels.add(bb, inputs[0], inputs[1], a, out_zp)
+        if op.kind == "mul":
+            return kernels.mul(bb, inputs[0], inputs[1], a, out_zp)
+        if op.kind in ("logistic", "tanh"):
+            return kernels.lookup(bb, inputs[0], np.asarray(a["table"], np.int8))
+        if op.kind == "concat":
+            return bb.emit(relax.op.concat(inputs, axis=a["axis"]))
+        if op.kind == "slice":
+            return bb.emit(relax.op.strided_slice(inputs[0], axes=[a["axis"]], begin=[a["begin"]], end=[a["end"]]))
+        raise AssertionError(op.kind)
+
+
+def _read_module(mod: tvm.IRModule) -> IntegerGraph:
+    main = mod["main"]
+    if main.attrs is None or "tvmse.inputs" not in main.attrs:
+        raise ValueError("module is not in tvmse's integer form (main has no 'tvmse.inputs' attribute)")
+    inputs = [TensorInfo(n, tuple(s), float(sc), int(zp)) for n, s, sc, zp in json.loads(str(main.attrs["tvmse.inputs"]))]
+    names = {p: t.name for p, t in zip(main.params, inputs)}
+    ops = []
+    for block in main.body.blocks:
+        for binding in block.bindings:
+            value = binding.value
+            if not isinstance(value, relax.Call) or not isinstance(value.op, relax.GlobalVar):
+                continue
+            func = mod[value.op]
+            kind = str(func.attrs["tvmse.op"])
+            n_const = len(OP_KINDS[kind])
+            act_args = value.args[: len(value.args) - n_const]
+            const_args = value.args[len(value.args) - n_const:]
+            scale, zp = json.loads(str(func.attrs["tvmse.out"]))
+            name = str(func.attrs["tvmse.name"])
+            shape = tuple(int(d) for d in binding.var.ty.shape)
+            ops.append(IntOp(kind=kind, inputs=[names[a] for a in act_args],
+                             output=TensorInfo(name, shape, float(scale), int(zp)),
+                             consts={c: arg.value.numpy() for c, arg in zip(OP_KINDS[kind], const_args)},
+                             attrs=json.loads(str(func.attrs["tvmse.attrs"]))))
+            names[binding.var] = name
+    return IntegerGraph(inputs=inputs, outputs=json.loads(str(main.attrs["tvmse.outputs"])), ops=ops)
