@@ -1,0 +1,164 @@
+"""``python -m tvmse.compile model.onnx --target ethos-u55``: a deployable NPU build and its report.
+
+Pipeline: model file → tvmse.frontend (TVM Relax, integer form) → host reference (TVM, LLVM) →
+targets/ethosu (int8 TFLite, checked bit-exact in the TFLite interpreter) → Vela → output folder:
+
+    <name>_vela.tflite   Vela-optimised model (ethos-u custom op: command stream + encoded weights)
+    <name>_vela.h        the same bytes as a 16-byte-aligned C array, for firmware
+    <name>_int8.tflite   the int8 model handed to Vela (runs in any TFLite interpreter)
+    report.json          every figure, machine-readable;  report.md  the same for people
+
+The folder is written under a temporary name and renamed into place when complete, so a failed
+run never leaves a half-written output directory (an existing one is replaced only on success).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from tvmse.errors import ConfigError, OutputError, TvmseError
+from tvmse.ir import IntegerGraph
+
+logger = logging.getLogger("tvmse")
+
+TARGETS = {"ethos-u55": "ethos-u55-128", "ethos-u65": "ethos-u65-256", "ethos-u85": "ethos-u85-256"}
+
+
+@dataclass
+class CompileResult:
+    output_dir: Path
+    report: dict
+    graph: IntegerGraph
+
+    @property
+    def summary(self) -> str:
+        from tvmse.report import summary_line
+        return summary_line(self.report)
+
+
+def resolve_vela_config(target: str, accelerator_config: str | None, system_config: str | None,
+                        memory_mode: str | None):
+    from tvmse.targets.ethosu.vela_driver import VelaConfig, family
+    if target not in TARGETS:
+        raise ConfigError(f"unknown target '{target}'; valid: {', '.join(TARGETS)}")
+    accelerator = accelerator_config or TARGETS[target]
+    config = VelaConfig(accelerator, system_config, memory_mode).resolved()
+    if family(config.accelerator) != target:
+        raise ConfigError(f"accelerator config '{accelerator}' does not belong to target '{target}'; "
+                          f"use --target {family(config.accelerator)} or an {target}-* accelerator config")
+    return config
+
+
+def load_model(path: Path) -> IntegerGraph:
+    from tvmse import frontend
+    return frontend.load(path)
+
+
+def _staging_dir(output_dir: Path) -> Path:
+    """A fresh temporary folder beside ``output_dir``; OutputError if the location is not writable."""
+    if output_dir.exists() and not output_dir.is_dir():
+        raise OutputError(f"output path {output_dir} exists and is not a directory; choose another --output-dir")
+    try:
+        output_dir.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.tmp-", dir=output_dir.parent))
+    except OSError as e:
+        raise OutputError(f"cannot write output directory {output_dir}: {e.strerror or e}; "
+                          "choose a writable --output-dir") from None
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes it private; the result is an ordinary folder
+    return staging
+
+
+def _publish(staging: Path, output_dir: Path) -> None:
+    """Move the finished staging folder into place, replacing an older output only now."""
+    old = None
+    if output_dir.exists():
+        old = output_dir.with_name(f".{output_dir.name}.old-{os.getpid()}")
+        os.rename(output_dir, old)
+    os.rename(staging, output_dir)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def compile_model(model_path: str | os.PathLike, target: str = "ethos-u55", accelerator_config: str | None = None,
+                  system_config: str | None = None, memory_mode: str | None = None,
+                  output_dir: str | os.PathLike | None = None, verify_trials: int = 8) -> CompileResult:
+    """Compile a model file for an Ethos-U NPU; see the module docstring for what is written."""
+    from tvmse.report import build_report, render_markdown
+    from tvmse.targets import ethosu
+    from tvmse.targets.ethosu.c_header import c_header
+    from tvmse.targets.host import HostReference
+
+    model_path = Path(model_path)
+    config = resolve_vela_config(target, accelerator_config, system_config, memory_mode)
+    name = model_path.stem
+    output_dir = Path(output_dir) if output_dir else Path("out") / f"{name}-{config.accelerator}"
+    staging = _staging_dir(output_dir)
+    try:
+        logger.info("importing %s with TVM (ONNX → Relax → integer form)", model_path)
+        graph = load_model(model_path)
+        logger.info("building the host reference (TVM, LLVM): %d integer ops", len(graph.ops))
+        reference = HostReference(graph)
+        build = ethosu.build(graph, config, reference, verify_trials=verify_trials, name=name)
+        artifacts = {
+            f"{name}_vela.tflite": "Vela-optimised model for the Ethos-U driver",
+            f"{name}_vela.h": "the optimised model as a 16-byte-aligned C array",
+            f"{name}_int8.tflite": "int8 TFLite model before Vela (runs in a TFLite interpreter)",
+            "report.json": "all figures, machine-readable",
+            "report.md": "this report",
+        }
+        (staging / f"{name}_vela.tflite").write_bytes(build.vela.optimized_model)
+        (staging / f"{name}_vela.h").write_text(c_header(build.vela.optimized_model, f"{name}_vela",
+                                                         f"{name}: Vela-optimised for {config.describe()}"))
+        (staging / f"{name}_int8.tflite").write_bytes(build.tflite)
+        report = build_report(model_path, graph, build, target, artifacts)
+        (staging / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+        (staging / "report.md").write_text(render_markdown(report))
+        _publish(staging, output_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return CompileResult(output_dir, report, graph)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m tvmse.compile", description=__doc__.split("\n")[0])
+    p.add_argument("model", help="int8 QDQ ONNX model of one streaming step")
+    p.add_argument("--target", default="ethos-u55", help=f"one of: {', '.join(TARGETS)} (default ethos-u55)")
+    p.add_argument("--accelerator-config", help="Vela accelerator, e.g. ethos-u55-128 (default per target)")
+    p.add_argument("--system-config", help="Vela system config (default Ethos_U55_High_End_Embedded for U55)")
+    p.add_argument("--memory-mode", help="Vela memory mode (default Shared_Sram)")
+    p.add_argument("--output-dir", help="output folder (default out/<model>-<accelerator>)")
+    p.add_argument("--verify-trials", type=int, default=8,
+                   help="random input sets on which the TFLite model must equal the host reference (default 8)")
+    p.add_argument("-q", "--quiet", action="store_true", help="only the summary line")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="tvmse: %(message)s",
+                        stream=sys.stderr)
+    try:
+        result = compile_model(args.model, args.target, args.accelerator_config, args.system_config,
+                               args.memory_mode, args.output_dir, args.verify_trials)
+    except TvmseError as e:
+        print(f"tvmse: error: {e}", file=sys.stderr)
+        return e.exit_code
+    print(result.summary)
+    print(f"output: {result.output_dir}/ (report.md, report.json, {Path(args.model).stem}_vela.tflite, "
+          f"{Path(args.model).stem}_vela.h)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
