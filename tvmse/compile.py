@@ -91,8 +91,10 @@ def _publish(staging: Path, output_dir: Path) -> None:
 
 def compile_model(model_path: str | os.PathLike, target: str = "ethos-u55", accelerator_config: str | None = None,
                   system_config: str | None = None, memory_mode: str | None = None,
-                  output_dir: str | os.PathLike | None = None, verify_trials: int = 8) -> CompileResult:
+                  output_dir: str | os.PathLike | None = None, verify_trials: int = 8,
+                  disabled_passes: tuple[str, ...] = ()) -> CompileResult:
     """Compile a model file for an Ethos-U NPU; see the module docstring for what is written."""
+    from tvmse.passes.pipeline import check_disabled, run_pipeline
     from tvmse.report import build_report, render_markdown
     from tvmse.targets import ethosu
     from tvmse.targets.ethosu.c_header import c_header
@@ -100,12 +102,14 @@ def compile_model(model_path: str | os.PathLike, target: str = "ethos-u55", acce
 
     model_path = Path(model_path)
     config = resolve_vela_config(target, accelerator_config, system_config, memory_mode)
+    check_disabled(tuple(disabled_passes))
     name = model_path.stem
     output_dir = Path(output_dir) if output_dir else Path("out") / f"{name}-{config.accelerator}"
     staging = _staging_dir(output_dir)
     try:
         logger.info("importing %s with TVM (ONNX → Relax → integer form)", model_path)
-        graph = load_model(model_path)
+        source = load_model(model_path)
+        graph, rewrites = run_pipeline(source, tuple(disabled_passes))
         logger.info("building the host reference (TVM, LLVM): %d integer ops", len(graph.ops))
         reference = HostReference(graph)
         build = ethosu.build(graph, config, reference, verify_trials=verify_trials, name=name)
@@ -120,7 +124,7 @@ def compile_model(model_path: str | os.PathLike, target: str = "ethos-u55", acce
         (staging / f"{name}_vela.h").write_text(c_header(build.vela.optimized_model, f"{name}_vela",
                                                          f"{name}: Vela-optimised for {config.describe()}"))
         (staging / f"{name}_int8.tflite").write_bytes(build.tflite)
-        report = build_report(model_path, graph, build, target, artifacts)
+        report = build_report(model_path, graph, build, target, artifacts, rewrites)
         (staging / "report.json").write_text(json.dumps(report, indent=2) + "\n")
         (staging / "report.md").write_text(render_markdown(report))
         _publish(staging, output_dir)
@@ -140,6 +144,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--output-dir", help="output folder (default out/<model>-<accelerator>)")
     p.add_argument("--verify-trials", type=int, default=8,
                    help="random input sets on which the TFLite model must equal the host reference (default 8)")
+    p.add_argument("--disable-pass", action="append", default=[], metavar="NAME",
+                   help="skip one pass of the default pipeline (repeatable)")
     p.add_argument("-q", "--quiet", action="store_true", help="only the summary line")
     return p.parse_args(argv)
 
@@ -150,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
                         stream=sys.stderr)
     try:
         result = compile_model(args.model, args.target, args.accelerator_config, args.system_config,
-                               args.memory_mode, args.output_dir, args.verify_trials)
+                               args.memory_mode, args.output_dir, args.verify_trials, tuple(args.disable_pass))
     except TvmseError as e:
         print(f"tvmse: error: {e}", file=sys.stderr)
         return e.exit_code

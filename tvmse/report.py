@@ -70,7 +70,8 @@ def npu_section(build: EthosUBuild) -> dict:
     }
 
 
-def build_report(source: Path, graph: IntegerGraph, build: EthosUBuild, target: str, artifacts: dict) -> dict:
+def build_report(source: Path, graph: IntegerGraph, build: EthosUBuild, target: str, artifacts: dict,
+                 rewrites: list[dict] = ()) -> dict:
     return {
         "tvmse_version": tvmse.__version__,
         "source": {"path": str(source), "sha256": _sha256(source)},
@@ -82,7 +83,7 @@ def build_report(source: Path, graph: IntegerGraph, build: EthosUBuild, target: 
             "random_input_sets": build.verified_trials,
             "interpreter": "ai-edge-litert, TFLite reference kernels",
         },
-        "passes": [],
+        "passes": list(rewrites),
         "artifacts": artifacts,
     }
 
