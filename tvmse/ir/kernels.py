@@ -7,9 +7,10 @@ int8 kernels perform (see ``tvmse.quant_math`` for the numpy statement of the sa
   ``RoundingDivideByPOT(SaturatingRoundingDoublingHighMul(x·2^max(shift,0), m), max(-shift,0))``
   (two roundings), evaluated in int64 so no intermediate wraps (m > 0, so the one saturating
   case of the doubling high multiply, x = m = INT32_MIN, cannot occur);
-- FULLY_CONNECTED (per-channel int8) requantizes with one rounding,
-  ``(acc·m + 2^(30−shift)) >> (31−shift)``: that is what the TFLite interpreter computes for it
-  (checked exhaustively against near-half cases, where the two-rounding form differs);
+- FULLY_CONNECTED (per-channel int8) requantizes with one rounding, halves away from zero:
+  ``sign(p)·((|p| + 2^(30−shift)) >> (31−shift))`` with ``p = acc·m``. The TFLite interpreter's
+  reference kernel computes ``round(double(acc)·scale)`` for it; this integer twin agrees on every
+  case tried (the two-rounding form differs near every .5; halves-up differs on negative ties);
 - LOGISTIC/TANH as the 256-entry lookup tables TFLite builds.
 
 Because the bodies are ordinary Relax, the same module runs on the host (Relax VM, LLVM) and
@@ -54,11 +55,12 @@ def requantize(bb: relax.BlockBuilder, acc: relax.Expr, multiplier: relax.Expr, 
 
 def requantize_single_rounding(bb: relax.BlockBuilder, acc: relax.Expr, multiplier: relax.Expr,
                                shift: relax.Expr) -> relax.Expr:
-    """round(acc·m / 2^(31−shift)), halves rounded up, in int64 (TFLite's single-rounding form)."""
+    """round(acc·m / 2^(31−shift)), halves away from zero, in int64."""
     total = bb.emit(R.subtract(const(31, I64), R.astype(shift, I64)))
     half = bb.emit(R.left_shift(const(1, I64), R.subtract(total, const(1, I64))))
     product = bb.emit(R.multiply(R.astype(acc, I64), R.astype(multiplier, I64)))
-    return bb.emit(R.right_shift(R.add(product, half), total))
+    magnitude = bb.emit(R.right_shift(R.add(R.abs(product), half), total))
+    return bb.emit(R.where(R.less(product, const(0, I64)), R.negative(magnitude), magnitude))
 
 
 def to_int8(bb: relax.BlockBuilder, value64: relax.Expr, zero_point: int) -> relax.Expr:
