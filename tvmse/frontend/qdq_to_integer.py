@@ -75,13 +75,11 @@ class QdqToInteger:
         self.ops: list[IntOp] = []
         self.problems: list[str] = []
         self.names = dict(tensor_names or {})
-        self.n_quantize = 0
+        self.pending_inputs = {p.name: tuple(int(d) for d in p.ty.shape) for p in self.main.params}
 
     # ---- driver -------------------------------------------------------------------------------
     def run(self) -> IntegerGraph:
-        params = {p: p.name for p in self.main.params}
-        self.values.update(params)
-        self.pending_inputs = {p.name: tuple(int(d) for d in p.ty.shape) for p in self.main.params}
+        self.values.update({p: p.name for p in self.main.params})
         for block in self.main.body.blocks:
             for binding in block.bindings:
                 self._visit(binding.var, binding.value)
@@ -97,8 +95,7 @@ class QdqToInteger:
         if op == "relax.dequantize":
             self.values[var] = self._dequantize(value)
         elif op == "relax.quantize":
-            name = self.names.get(var) or f"t{self.n_quantize}"
-            self.n_quantize += 1
+            name = self.names.get(var) or f"t{len(self.ops)}"
             self.values[var] = self._quantize(value, name)
         elif isinstance(value, relax.Var) and value in self.values:
             self.values[var] = self.values[value]
@@ -144,11 +141,14 @@ class QdqToInteger:
             info = TensorInfo(tensor, self.pending_inputs.pop(tensor), scale, zp)
             self.inputs.append(info)
             self.tensors[tensor] = info
-        elif tensor in self.tensors and self.tensors[tensor].quant() != (np.float32(scale), zp):
+        elif tensor in self.tensors and not self._same_quant(self.tensors[tensor], scale, zp):
             known = self.tensors[tensor]
-            if not np.isclose(known.scale, scale, rtol=1e-6) or known.zero_point != zp:
-                self.problems.append(f"tensor '{tensor}' is dequantized with ({scale}, {zp}) but was quantized "
-                                     f"with ({known.scale}, {known.zero_point})")
+            self.problems.append(f"tensor '{tensor}' is dequantized with ({scale}, {zp}) but was quantized "
+                                 f"with ({known.scale}, {known.zero_point})")
+
+    @staticmethod
+    def _same_quant(t: TensorInfo, scale: float, zp: int) -> bool:
+        return bool(np.isclose(t.scale, scale, rtol=1e-6)) and t.zero_point == zp
 
     def _quantize(self, call, name: str):
         scale, zp = _const_value(call.args[1]), _const_value(call.args[2])
@@ -175,8 +175,7 @@ class QdqToInteger:
     def _match(self, source, name: str, scale: float, zp: int):
         kind = _op_name(source)
         if isinstance(source, _Dequantized):
-            known = self.tensors[source.tensor]
-            if np.isclose(known.scale, scale, rtol=1e-6) and known.zero_point == zp:
+            if self._same_quant(self.tensors[source.tensor], scale, zp):
                 return source.tensor
             return self._fail(name, "requantize (QuantizeLinear of a DequantizeLinear with another scale)")
         if kind == "relax.matmul":
@@ -194,7 +193,7 @@ class QdqToInteger:
             parts = [self._act(x) for x in self.values.get(source.args[0], source.args[0]).fields]
             if any(p is None for p in parts):
                 return self._fail(name, "Concat of a non-activation operand")
-            if (np.float32(parts[0].scale), parts[0].zero_point) != (np.float32(scale), zp):
+            if not self._same_quant(parts[0], scale, zp):
                 return self._fail(name, "Concat whose output quantization differs from its inputs'")
             return build.concat(name, parts, axis=int(source.attrs.axis))
         if isinstance(source, relax.TupleGetItem) or kind == "relax.strided_slice":
@@ -255,7 +254,7 @@ class QdqToInteger:
         if x is None:
             return self._fail(name, f"{kind} of a non-activation operand")
         op = build.logistic(name, x) if kind == "relax.sigmoid" else build.tanh(name, x)
-        if not (np.isclose(op.output.scale, scale, rtol=1e-6) and op.output.zero_point == zp):
+        if not self._same_quant(op.output, scale, zp):
             return self._fail(name, f"{'Sigmoid' if kind == 'relax.sigmoid' else 'Tanh'} output quantized "
                                     f"({scale}, {zp}); int8 needs ({op.output.scale}, {op.output.zero_point})")
         return op
@@ -277,7 +276,7 @@ class QdqToInteger:
                 return self._fail(name, "StridedSlice that is not a single-axis slice of an activation")
             axis = int(source.attrs.axes[0])
             begin, end = int(source.attrs.begin[0]), min(int(source.attrs.end[0]), x.shape[axis])
-        if (np.float32(x.scale), x.zero_point) != (np.float32(scale), zp):
+        if not self._same_quant(x, scale, zp):
             return self._fail(name, "slice whose output quantization differs from its input's")
         return build.slice_(name, x, begin, end, axis=axis)
 
