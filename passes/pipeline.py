@@ -11,11 +11,30 @@ import logging
 
 from tvmse.errors import ConfigError
 from tvmse.ir import IntegerGraph
+from tvmse.passes.fold_dead_units import FoldDeadUnits
+from tvmse.passes.tile_block_sparse import TileBlockSparse
 
 logger = logging.getLogger(__name__)
 
-# Stage order: (structure) — none yet.
-PIPELINE: list = []
+PIPELINE: list = [
+    # structure: shrink the network to what reaches an output, then densify what is left
+    FoldDeadUnits(),
+    TileBlockSparse(),
+]
+
+
+def check_order(pipeline: list) -> None:
+    """Raise one error listing every ``must_run_before`` / ``must_run_after`` the list breaks."""
+    position = {p.name: i for i, p in enumerate(pipeline)}
+    broken = []
+    for i, p in enumerate(pipeline):
+        broken += [f"{p.name} must run before {n}" for n in getattr(p, "must_run_before", ()) if position.get(n, i + 1) < i]
+        broken += [f"{p.name} must run after {n}" for n in getattr(p, "must_run_after", ()) if position.get(n, -1) > i]
+    if broken:
+        raise RuntimeError("pass pipeline order broken: " + "; ".join(broken))
+
+
+check_order(PIPELINE)
 
 
 def pass_names() -> list[str]:
@@ -28,13 +47,14 @@ def check_disabled(disabled: tuple[str, ...]) -> None:
         raise ConfigError(f"unknown pass(es) {', '.join(unknown)}; passes: {', '.join(pass_names()) or 'none'}")
 
 
-def run_pipeline(graph: IntegerGraph, disabled: tuple[str, ...] = ()) -> tuple[IntegerGraph, list[dict]]:
+def run_pipeline(graph: IntegerGraph, disabled: tuple[str, ...] = (), config=None) -> tuple[IntegerGraph, list[dict]]:
+    """Run the enabled passes; ``config`` (a VelaConfig) lets passes ask Vela to referee rewrites."""
     check_disabled(disabled)
     records: list[dict] = []
     for p in PIPELINE:
         if p.name in disabled:
             logger.info("pass %s disabled", p.name)
             continue
-        graph, done = p.run(graph)
+        graph, done = p.run(graph, config=config)
         records += [{"pass": p.name, **r} for r in done]
     return graph, records

@@ -30,6 +30,7 @@ from tvmse.ir import IntegerGraph
 logger = logging.getLogger("tvmse")
 
 TARGETS = {"ethos-u55": "ethos-u55-128", "ethos-u65": "ethos-u65-256", "ethos-u85": "ethos-u85-256"}
+CORTEX_M_TARGET = "cortex-m55"  # the whole network on the CPU: tvmse.targets.cortex_m
 
 
 @dataclass
@@ -37,6 +38,12 @@ class CompileResult:
     output_dir: Path
     report: dict
     graph: IntegerGraph
+
+    @property
+    def state_slots(self) -> dict[str, list[int]]:
+        """State input → the source model's slot (channel) held by each compiled slot, after passes
+        that remove or move state channels; a state not listed is unchanged."""
+        return dict(self.graph.state_slots)
 
     @property
     def summary(self) -> str:
@@ -109,7 +116,7 @@ def compile_model(model_path: str | os.PathLike, target: str = "ethos-u55", acce
     try:
         logger.info("importing %s with TVM (ONNX → Relax → integer form)", model_path)
         source = load_model(model_path)
-        graph, rewrites = run_pipeline(source, tuple(disabled_passes))
+        graph, rewrites = run_pipeline(source, tuple(disabled_passes), config)
         logger.info("building the host reference (TVM, LLVM): %d integer ops", len(graph.ops))
         reference = HostReference(graph)
         build = ethosu.build(graph, config, reference, verify_trials=verify_trials, name=name)
@@ -137,7 +144,7 @@ def compile_model(model_path: str | os.PathLike, target: str = "ethos-u55", acce
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m tvmse.compile", description=__doc__.split("\n")[0])
     p.add_argument("model", help="int8 QDQ ONNX model of one streaming step")
-    p.add_argument("--target", default="ethos-u55", help=f"one of: {', '.join(TARGETS)} (default ethos-u55)")
+    p.add_argument("--target", default="ethos-u55", help=f"one of: {', '.join([*TARGETS, CORTEX_M_TARGET])} (default ethos-u55)")
     p.add_argument("--accelerator-config", help="Vela accelerator, e.g. ethos-u55-128 (default per target)")
     p.add_argument("--system-config", help="Vela system config (default Ethos_U55_High_End_Embedded for U55)")
     p.add_argument("--memory-mode", help="Vela memory mode (default Shared_Sram)")
@@ -147,6 +154,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--disable-pass", action="append", default=[], metavar="NAME",
                    help="skip one pass of the default pipeline (repeatable)")
     p.add_argument("-q", "--quiet", action="store_true", help="only the summary line")
+    # cortex-m55: the whole network as C for the CPU (tvmse.targets.cortex_m.compile_cpu)
+    p.add_argument("--run", choices=("qemu", "fvp"),
+                   help="cortex-m55: also run on an emulator, check bit-exactness, profile (instructions, not cycles)")
+    p.add_argument("--ram-budget", type=int, metavar="BYTES",
+                   help="cortex-m55: fail if the arena plus the streaming state need more RAM than this")
+    p.add_argument("--frames", type=int, default=50, help="cortex-m55 --run: frames to run with state carried (50)")
     return p.parse_args(argv)
 
 
@@ -154,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="tvmse: %(message)s",
                         stream=sys.stderr)
+    if args.target == CORTEX_M_TARGET:
+        return _main_cortex_m(args)
     try:
         result = compile_model(args.model, args.target, args.accelerator_config, args.system_config,
                                args.memory_mode, args.output_dir, args.verify_trials, tuple(args.disable_pass))
@@ -163,6 +178,22 @@ def main(argv: list[str] | None = None) -> int:
     print(result.summary)
     print(f"output: {result.output_dir}/ (report.md, report.json, {Path(args.model).stem}_vela.tflite, "
           f"{Path(args.model).stem}_vela.h)")
+    return 0
+
+
+def _main_cortex_m(args: argparse.Namespace) -> int:
+    """``--target cortex-m55``: see ``tvmse.targets.cortex_m.compile_cpu``."""
+    from tvmse.targets.cortex_m.compile_cpu import compile_cortex_m, summary_line
+    model = Path(args.model)
+    output_dir = Path(args.output_dir) if args.output_dir else Path("out") / f"{model.stem}-cortex-m55"
+    try:
+        report = compile_cortex_m(model, output_dir, args.run, args.ram_budget, args.frames,
+                                  tuple(args.disable_pass))
+    except TvmseError as e:
+        print(f"tvmse: error: {e}", file=sys.stderr)
+        return e.exit_code
+    print(summary_line(report))
+    print(f"output: {output_dir}/ (report.md, report.json, src/)")
     return 0
 
 

@@ -27,7 +27,9 @@ def model_section(graph: IntegerGraph) -> dict:
     return {
         "inputs": [tensor(t) for t in graph.inputs],
         "outputs": [tensor(tensors[name]) for name in graph.outputs],
-        "state": [{"input": i, "output": o} for i, o in streaming_state_pairs(graph).items()],
+        "state": [{"input": i, "output": o, "size": tensors[i].shape[-1],
+                   "source_slots": graph.state_slots.get(i, list(range(tensors[i].shape[-1])))}
+                  for i, o in streaming_state_pairs(graph).items()],
         "ops": len(graph.ops),
         "parameters": int(sum(w.size for w in weights) + sum(b.size for b in biases)),
         "nonzero_weights": int(sum((w != 0).sum() for w in weights)),
@@ -129,6 +131,15 @@ def render_markdown(report: dict) -> str:
     if model["state"]:
         lines += ["", "Streaming state (feed each output back as the input next frame): " +
                   ", ".join(f"`{s['output']}` → `{s['input']}`" for s in model["state"]) + "."]
+    if any(s["source_slots"] != list(range(s["size"])) for s in model["state"]):
+        lines += ["", "Compiled state slots → source slots (the passes removed dead units): " + "; ".join(
+            f"`{s['input']}` {s['size']} slots ← {s['source_slots']}" for s in model["state"]) + "."]
+    if report.get("passes"):
+        lines += ["", "## Rewrites", "", "| pass | layer | before | after | MACs before | MACs after | "
+                  "cycles before | cycles after | decision |", "|---|---|---|---|---:|---:|---:|---:|---|"]
+        lines += [f"| {r['pass']} | {r['layer']} | {r.get('before')} | {r.get('after')} | {r.get('macs_before', '')} | "
+                  f"{r.get('macs_after', '')} | {r.get('cycles_before', '')} | {r.get('cycles_after', '')} | "
+                  f"{r.get('decision', r.get('rewrite', ''))} |" for r in report["passes"]]
     lines += ["", "## Per layer (Vela)", "",
               "| op | Vela operator | cycles | NPU cycles | MACs | encoded weight bytes |",
               "|---|---|---:|---:|---:|---:|"]

@@ -79,6 +79,9 @@ class IntegerGraph:
     inputs: list[TensorInfo]
     outputs: list[str]
     ops: list[IntOp]
+    # state input name → source slot (channel of the model as imported) of each compiled slot;
+    # empty, or a state missing from it: the identity (no slot was removed or moved)
+    state_slots: dict[str, list[int]] = field(default_factory=dict)
 
     # ---- queries ------------------------------------------------------------------------------
     def tensors(self) -> dict[str, TensorInfo]:
@@ -127,6 +130,7 @@ class _ModuleWriter:
         main_attrs = {
             "tvmse.inputs": json.dumps([[t.name, list(t.shape), t.scale, t.zero_point] for t in self.graph.inputs]),
             "tvmse.outputs": json.dumps(self.graph.outputs),
+            "tvmse.state_slots": json.dumps(self.graph.state_slots),
         }
         with self.bb.function("main", params, attrs=main_attrs):
             with self.bb.dataflow():
@@ -196,4 +200,6 @@ def _read_module(mod: tvm.IRModule) -> IntegerGraph:
                              consts={c: arg.value.numpy() for c, arg in zip(OP_KINDS[kind], const_args)},
                              attrs=json.loads(str(func.attrs["tvmse.attrs"]))))
             names[binding.var] = name
-    return IntegerGraph(inputs=inputs, outputs=json.loads(str(main.attrs["tvmse.outputs"])), ops=ops)
+    slots = json.loads(str(main.attrs["tvmse.state_slots"])) if "tvmse.state_slots" in main.attrs else {}
+    return IntegerGraph(inputs=inputs, outputs=json.loads(str(main.attrs["tvmse.outputs"])), ops=ops,
+                        state_slots=slots)
