@@ -74,6 +74,7 @@ class _GraphWriter:
         w_int = quantize_int(w.detach(), ws[:, None], 0, -WEIGHT_MAX, WEIGHT_MAX).numpy().astype(np.int8)
         bias_scale = (x_scale * ws).to(torch.float32)
         b_int = quantize_int(b.detach(), bias_scale, 0, INT32_MIN, INT32_MAX).numpy().astype(np.int64)
+        b_int = np.clip(b_int, INT32_MIN, INT32_MAX)  # float32(INT32_MAX) is 2**31: would wrap to INT32_MIN
         w_name = self.const(np.ascontiguousarray(w_int.T), f"{name}.weight")
         ws_name = self.const(ws.numpy().astype(np.float32), f"{name}.weight_scale")
         wz_name = self.const(np.zeros(len(ws), np.int8), f"{name}.weight_zero_point")
@@ -147,6 +148,7 @@ def export_qdq_onnx(model: TinyLSTM, path: str | os.PathLike) -> Path:
     os.close(fd)
     try:
         onnx.save(proto, tmp)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a model file is meant to be shared
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

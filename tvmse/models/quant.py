@@ -31,9 +31,16 @@ def fake_quant(x: torch.Tensor, scale, zero_point: int = 0, qmin: int = INT8_MIN
     return torch.where(inside, x + (q - x).detach(), q.detach())
 
 
+# Scale of an all-zero row (a pruned output): its weights are 0 on any grid, and a normal-sized
+# scale keeps the row's int32 bias grid (input scale × weight scale) fine enough for its bias. A
+# tiny floor (1e-8) would make that grid ~1e-10 and saturate any real bias at int32's limit.
+ZERO_ROW_SCALE = 1.0 / WEIGHT_MAX
+
+
 def weight_scales(w: torch.Tensor) -> torch.Tensor:
-    """Per-output-channel symmetric scales (rows of ``w``): max|w_row| / 127, never zero."""
-    return torch.clamp(w.detach().abs().amax(dim=1) / WEIGHT_MAX, min=1e-8)
+    """Per-output-channel symmetric scales (rows of ``w``): max|w_row| / 127; ZERO_ROW_SCALE for a zero row."""
+    peak = w.detach().abs().amax(dim=1)
+    return torch.where(peak > 0, peak / WEIGHT_MAX, torch.full_like(peak, ZERO_ROW_SCALE))
 
 
 def fake_quant_weight(w: torch.Tensor) -> torch.Tensor:
