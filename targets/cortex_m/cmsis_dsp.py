@@ -182,7 +182,8 @@ def _write_harness(work: Path, kernel: str, mat: np.ndarray, vec: np.ndarray) ->
                                             call=call.format(rows=rows, cols=cols)))
     data_c = work / "data.c"
     data_c.write_text("#include <stdint.h>\n\n"
-                      + qemu.c_array("tvmse_mat", mat.ravel())
+                      # large matrices do not fit the ITCM: DDR stands in for flash
+                      + qemu.c_array("tvmse_mat", mat.ravel(), section=".flash_rodata" if mat.size > 65536 else None)
                       + qemu.c_array("tvmse_vec", vec))
     return [main_c, data_c]
 

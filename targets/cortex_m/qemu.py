@@ -27,6 +27,8 @@ import time
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
+from tvmse.errors import ToolError
+
 log = logging.getLogger(__name__)
 
 RUNTIME_DIR = Path(__file__).resolve().parent / "runtime"
@@ -57,13 +59,13 @@ DEFAULT_STACK_SIZE = 0x10000
 #: Exit status the runtime uses after an unexpected exception (see tvmse_rt.h).
 FAULT_EXIT_CODE = 125
 #: The plugin keeps at most this many counting ranges.
-MAX_COUNTED_FUNCTIONS = 64
+MAX_COUNTED_FUNCTIONS = 512
 
 _MARKER = re.compile(r"@@tvmse:(\w+)=(\w+)\n?")
 _HEX_LINE = re.compile(r"^@@(\w+)=([0-9a-f]*)$", re.MULTILINE)
 
 
-class ToolNotFoundError(RuntimeError):
+class ToolNotFoundError(RuntimeError, ToolError):
     """An external tool is missing; the message names the Debian package."""
 
 
@@ -259,13 +261,16 @@ def build_elf(c_sources: Sequence[str | Path], include_dirs: Sequence[str | Path
               out_dir: str | Path = "build/cortex_m", compiler: str = "gcc",
               opt: str = "-O2", *, defines: Sequence[str] = (),
               extra_cflags: Sequence[str] = (), name: str = "program",
-              stack_size: int = DEFAULT_STACK_SIZE) -> Path:
+              stack_size: int = DEFAULT_STACK_SIZE,
+              source_cflags: Mapping[str | Path, Sequence[str]] | None = None) -> Path:
     """Compile and link C sources with the runtime into ``out_dir/<name>.elf``.
 
     ``compiler`` ("gcc" or "clang") and ``opt`` apply to ``c_sources``; the
     runtime is always built with arm-none-eabi-gcc -O2 so that start-up costs do
     not change with the compiler under test. Linking uses arm-none-eabi-gcc with
     newlib-nano and rdimon (semihosting). ``stack_size`` sizes the measured stack.
+    ``source_cflags`` adds flags for single sources (keyed by path), e.g. vectorizer
+    settings that pay for one kernel file only.
     """
     if compiler not in CPU_FLAGS:
         raise ValueError(f"compiler must be one of {sorted(CPU_FLAGS)}, not {compiler!r}")
@@ -280,7 +285,8 @@ def build_elf(c_sources: Sequence[str | Path], include_dirs: Sequence[str | Path
     runtime_flags = _compile_flags("gcc", "-O2", (), (), gcc)
 
     objects = []
-    units = [(Path(s), cc, user_flags) for s in c_sources]
+    per_source = {Path(k).resolve(): list(v) for k, v in (source_cflags or {}).items()}
+    units = [(Path(s), cc, user_flags + per_source.get(Path(s).resolve(), [])) for s in c_sources]
     units += [(s, gcc, runtime_flags) for s in RUNTIME_SOURCES]
     for index, (source, tool, flags) in enumerate(units):
         obj = obj_dir / f"{index:03d}_{source.stem}.o"
@@ -328,7 +334,7 @@ def section_sizes(elf: str | Path) -> SectionSizes:
             sections[parts[0]] = int(parts[1])
     return SectionSizes(
         text=sum(sections.get(s, 0) for s in (".vectors", ".text", ".ARM.extab", ".ARM.exidx")),
-        rodata=sections.get(".rodata", 0),
+        rodata=sections.get(".rodata", 0) + sections.get(".flash_rodata", 0),
         data=sections.get(".data", 0),
         bss=sections.get(".bss", 0) + sections.get(".sram_bss", 0),
     )
@@ -434,7 +440,7 @@ def run_elf(elf: str | Path, timeout: float = 60.0,
 
 
 def c_array(name: str, values: Iterable[int], ctype: str = "int8_t", *,
-            const: bool = True, align: int = 16, per_line: int = 32) -> str:
+            const: bool = True, align: int = 16, per_line: int = 32, section: str | None = None) -> str:
     """C definition of an array holding ``values``: the way inputs reach a program.
 
     Baking inputs into the image keeps runs free of host I/O, so the measured
@@ -444,5 +450,6 @@ def c_array(name: str, values: Iterable[int], ctype: str = "int8_t", *,
     lines = [", ".join(items[i:i + per_line]) for i in range(0, len(items), per_line)]
     qualifier = "const " if const else ""
     body = ",\n    ".join(lines)
-    return (f"{qualifier}{ctype} {name}[{len(items)}] __attribute__((aligned({align}))) = {{\n"
+    where = f' __attribute__((section("{section}")))' if section else ""
+    return (f"{qualifier}{ctype} {name}[{len(items)}] __attribute__((aligned({align}))){where} = {{\n"
             f"    {body}\n}};\n")

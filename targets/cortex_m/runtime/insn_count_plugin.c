@@ -28,7 +28,7 @@
 
 QEMU_PLUGIN_EXPORT int qemu_plugin_version = QEMU_PLUGIN_VERSION;
 
-#define MAX_RANGES 64
+#define MAX_RANGES 512
 #define MAX_NAME 128
 
 struct range {

@@ -1,0 +1,178 @@
+"""``--target cortex-m55``: the whole network as C for the Cortex-M55, optionally run under QEMU.
+
+Output folder (written under a temporary name and renamed into place only when complete):
+
+    src/               tvmse_model.h/.c, tvmse_weights.c, tvmse_kernels*.c, tvmse_tvm_abi.h (see ``glue``)
+    report.json        every figure, machine-readable;  report.md  the same for people
+
+With ``run="qemu"`` the sources are also built with a harness and run on QEMU's mps3-an547
+(Corstone-300 CPU, no NPU model) for ``frames`` random frames with the state carried; the outputs
+must equal the host reference bit for bit, and the report gains executed-instruction counts per
+frame and per kernel (QEMU counts instructions, not cycles), code/data sizes and the stack
+high-water mark.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from tvmse.targets.cortex_m import emulate, glue as glue_mod, lower
+from tvmse.targets.cortex_m.errors import ArenaBudgetError
+
+log = logging.getLogger(__name__)
+
+RUNNERS = ("qemu", "fvp")
+FVP_BINARY = "FVP_Corstone_SSE-300_Ethos-U55"
+COUNT_NOTE = "QEMU counts executed instructions, not cycles (no cycle model); compare code, not latency"
+
+
+def check_budget(glue: glue_mod.Glue, network: lower.LoweredNetwork, ram_budget: int | None) -> None:
+    """Fail, with the numbers, if arena + state exceed ``ram_budget`` bytes."""
+    need = glue.plan.arena_bytes + glue.state_bytes
+    if ram_budget is None or need <= ram_budget:
+        return
+    plan = glue.plan
+    peak_op = network.steps[plan.peak_step].op if network.steps else "-"
+    live = ", ".join(f"{n} ({plan.placements[n].size} B)" for n in plan.live_at(plan.peak_step))
+    raise ArenaBudgetError(
+        f"the model needs {need:,} B of RAM: arena {plan.arena_bytes:,} B + streaming state {glue.state_bytes:,} B, "
+        f"over --ram-budget {ram_budget:,} B by {need - ram_budget:,} B. Peak at op '{peak_op}' "
+        f"({plan.live_bytes_at_peak:,} B live: {live}). Raise the budget or shrink the model "
+        f"(e.g. fewer hidden units).")
+
+
+def cpu_section(network, glue, run: emulate.EmulatedRun | None, runner_notes: dict) -> dict:
+    section = {
+        "cpu": "Cortex-M55 (Corstone-300), Helium",
+        "kernels": len(network.steps),
+        "fully_connected_kernels": len(network.fc_kernels),
+        "arena_bytes": glue.plan.arena_bytes,
+        "state_bytes": glue.state_bytes,
+        "api": "tvmse_init(tvmse_state_t*); tvmse_step(const int8_t* frame, int8_t* mask, tvmse_state_t*)",
+        "runs": runner_notes,
+    }
+    if run is not None:
+        section["qemu"] = {
+            "machine": "qemu-system-arm -M mps3-an547 -icount shift=0",
+            "note": COUNT_NOTE,
+            "compiler": f"{run.compiler} -O2 (FC kernels: MVE vector width 16)",
+            "frames": run.frames,
+            "bit_exact_vs_host_reference": run.bit_exact,
+            "instructions_per_frame": run.instructions_per_frame,
+            "glue_instructions_per_frame": run.glue_instructions_per_frame,
+            "sizes": {"text": run.sizes.text, "rodata": run.sizes.rodata, "data": run.sizes.data,
+                      "bss": run.sizes.bss, "stack_high_water": run.stack_bytes},
+            "kernels": run.kernels,
+        }
+    return section
+
+
+def render_markdown(report: dict) -> str:
+    cpu, model = report["cpu"], report["model"]
+    lines = [f"# tvmse compile report: {Path(report['source']['path']).name}", "",
+             f"Target **cortex-m55**: the whole network as C for the Cortex-M55 ({len(model['outputs'])} outputs, "
+             f"{model['macs_per_frame']:,} MACs/frame), {cpu['kernels']} TVM-generated kernels.", "",
+             "| RAM figure | bytes |", "|---|---:|",
+             f"| arena (all intermediate tensors) | {cpu['arena_bytes']:,} |",
+             f"| streaming state (caller's tvmse_state_t) | {cpu['state_bytes']:,} |", ""]
+    q = cpu.get("qemu")
+    if q:
+        s = q["sizes"]
+        lines += ["## Emulated run (QEMU)", "", f"**{q['note']}.** {q['machine']}, {q['compiler']}.", "",
+                  f"Bit-exact against the host reference over {q['frames']} frames with the state carried.", "",
+                  "| figure | value |", "|---|---:|",
+                  f"| instructions / frame | {q['instructions_per_frame']:,.0f} |",
+                  f"| of which glue (tvmse_step) | {q['glue_instructions_per_frame']:,.0f} |",
+                  f"| text (code) | {s['text']:,} B |", f"| rodata (weights, tables) | {s['rodata']:,} B |",
+                  f"| data | {s['data']:,} B |", f"| bss (arena) | {s['bss']:,} B |",
+                  f"| stack high-water mark | {s['stack_high_water']:,} B |", "",
+                  "| kernel | op | kind | instructions / frame | MACs | instructions / MAC |",
+                  "|---|---|---|---:|---:|---:|"]
+        for k in q["kernels"]:
+            per_mac = f"{k['instructions_per_mac']:.3f}" if k["instructions_per_mac"] else ""
+            lines.append(f"| `{k['function']}` | {k['op']} | {k['kind']} | {k['instructions_per_frame']:,.0f} | "
+                         f"{k['macs'] or ''} | {per_mac} |")
+    for runner, note in cpu["runs"].items():
+        lines += ["", f"{runner}: {note}"]
+    lines += ["", "## Files", ""] + [f"- `{n}`: {w}" for n, w in report["artifacts"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def random_frames(shape, count: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(-128, 128, size=(count, *shape), dtype=np.int8)
+
+
+def compile_cortex_m(model_path: Path, output_dir: Path, run: str | None = None, ram_budget: int | None = None,
+                     frames: int = 50, disabled_passes: tuple[str, ...] = ()) -> dict:
+    """Compile for the Cortex-M55 into ``output_dir`` (see the module docstring); returns the report."""
+    from tvmse import __version__
+    from tvmse.compile import _publish, _staging_dir, load_model
+    from tvmse.passes.pipeline import check_disabled, run_pipeline
+    from tvmse.report import _sha256, model_section
+    from tvmse.targets.host import HostReference
+
+    if run is not None and run not in RUNNERS:
+        from tvmse.errors import ConfigError
+        raise ConfigError(f"unknown --run '{run}'; valid: {', '.join(RUNNERS)}")
+    check_disabled(tuple(disabled_passes))
+    source = load_model(model_path)
+    graph, rewrites = run_pipeline(source, tuple(disabled_passes))
+    network = lower.lower(graph)
+    glue = glue_mod.generate(network)
+    check_budget(glue, network, ram_budget)
+    staging = _staging_dir(output_dir)
+    try:
+        glue_mod.write(glue, staging / "src")
+        notes, emulated = {}, None
+        if run == "fvp":
+            if shutil.which(FVP_BINARY) is None:
+                notes["fvp"] = f"skipped: {FVP_BINARY} is not on PATH (Arm's FVP is not obtainable here)"
+            else:
+                notes["fvp"] = "skipped: running on the FVP is not implemented yet"
+            log.warning("--run fvp %s", notes["fvp"])
+        if run == "qemu":
+            reference = HostReference(graph)
+            frame_shape = graph.tensors()[glue.interface.frame].shape
+            with tempfile.TemporaryDirectory(prefix="tvmse-m55-") as work:
+                emulated = emulate.run_on_qemu(network, glue, staging / "src", reference,
+                                               random_frames(frame_shape, frames), Path(work))
+            notes["qemu"] = (f"{frames} random frames, state carried: bit-exact against the host reference")
+        artifacts = {f"src/{n}": what for n, what in [
+            ("tvmse_model.h", "the C API"), ("tvmse_model.c", "arena plan and kernel call sequence"),
+            ("tvmse_weights.c", "constants (flash)"), ("tvmse_kernels.c", "TVM-generated element-wise kernels"),
+            ("tvmse_kernels_fc.c", "TVM-generated FC kernels (clang: -mllvm -force-vector-width=16)"),
+            ("tvmse_tvm_abi.h", "C types of TVM's packed-FFI kernels")]}
+        artifacts.update({"report.json": "all figures, machine-readable", "report.md": "this report"})
+        report = {"tvmse_version": __version__, "source": {"path": str(model_path), "sha256": _sha256(model_path)},
+                  "target": "cortex-m55", "model": model_section(graph),
+                  "cpu": cpu_section(network, glue, emulated, notes), "passes": list(rewrites),
+                  "artifacts": artifacts}
+        (staging / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+        (staging / "report.md").write_text(render_markdown(report))
+        _publish(staging, output_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return report
+
+
+def summary_line(report: dict) -> str:
+    cpu = report["cpu"]
+    text = (f"{Path(report['source']['path']).name} → cortex-m55: {cpu['kernels']} kernels, arena "
+            f"{cpu['arena_bytes']:,} B + state {cpu['state_bytes']:,} B")
+    q = cpu.get("qemu")
+    if q:
+        s = q["sizes"]
+        text += (f"; QEMU: bit-exact over {q['frames']} frames, {q['instructions_per_frame']:,.0f} instructions/frame "
+                 f"(instructions, not cycles); text {s['text']:,} B, rodata {s['rodata']:,} B, data {s['data']:,} B, "
+                 f"bss {s['bss']:,} B, stack {s['stack_high_water']:,} B")
+    return text
+
+
+__all__ = ["compile_cortex_m", "summary_line", "check_budget"]

@@ -1,0 +1,199 @@
+"""Integer form → TIR kernels and the call sequence that runs them, ready for C generation.
+
+TVM 0.27 builds a whole Relax module only to VM bytecode, which needs the C++ runtime. For a
+microcontroller we lower each integer op on its own and keep the call sequence ourselves:
+
+- ``fully_connected`` → the hand-scheduled TIR kernel of ``fc_kernel`` (zero point folded into the
+  bias, rows blocked for Helium);
+- every other op → its Relax body through ``ConvertToDataflow → LegalizeOps → FuseOps → FuseTIR``,
+  normally one fused PrimFunc per op; each fused PrimFunc is scheduled so all its intermediate
+  blocks are computed inside the output loop (``compute_at``), which turns the per-op temporaries
+  into scalars instead of whole arrays.
+
+The result (``LoweredNetwork``) names every tensor a kernel reads or writes: network inputs, arena
+tensors (op results and any temporaries between fused kernels) and constants (weights, tables,
+scalars), so the memory planner and the C glue need nothing from TVM.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import numpy as np
+import tvm
+from tvm import relax, s_tir
+
+from tvmse.ir import IntegerGraph
+from tvmse.ir.graph import relax_name
+from tvmse.targets.cortex_m import fc_kernel
+from tvmse.targets.cortex_m.errors import LoweringError
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class Tensor:
+    """A buffer a kernel touches. ``kind``: "input" (network input), "arena", "const"."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    kind: str
+    value: np.ndarray | None = None  # constants only
+
+    @property
+    def nbytes(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64)) * np.dtype(self.dtype).itemsize
+
+
+@dataclasses.dataclass
+class Step:
+    """One kernel call: C symbol of the kernel, its argument tensors (inputs…, output last)."""
+
+    kernel: str
+    op: str  # the integer op this call belongs to
+    kind: str  # the integer op's kind
+    args: list[str]
+    macs: int = 0
+
+
+@dataclasses.dataclass
+class LoweredNetwork:
+    graph: IntegerGraph
+    tensors: dict[str, Tensor]
+    steps: list[Step]
+    fc_kernels: dict[str, tvm.tirx.PrimFunc]  # built with MVE-width vectorization
+    other_kernels: dict[str, tvm.tirx.PrimFunc]
+
+
+def _legalize_pipeline() -> tvm.transform.Pass:
+    return tvm.transform.Sequential([
+        relax.transform.ConvertToDataflow(min_size=1),
+        relax.transform.LegalizeOps(),
+        relax.transform.AnnotateTIROpPattern(),
+        relax.transform.FuseOps(),
+        relax.transform.FuseTIR(),
+        relax.transform.DeadCodeElimination(),
+    ])
+
+
+def schedule_elementwise(func: tvm.tirx.PrimFunc) -> tvm.tirx.PrimFunc:
+    """Compute every intermediate block inside the last block's innermost loop.
+
+    FuseTIR keeps one full-size buffer per fused Relax op (dozens per requantization); computed
+    at the output loop they shrink to one element each, i.e. registers. A PrimFunc whose blocks
+    cannot be moved (not expected for the integer ops) is left as it is.
+    """
+    sch = s_tir.Schedule(func)
+    blocks = sch.get_child_blocks(sch.get_sblock("root"))
+    if len(blocks) < 2:
+        return func
+    loops = sch.get_loops(blocks[-1])
+    if not loops:
+        return func
+    try:
+        for block in reversed(blocks[:-1]):
+            sch.compute_at(block, loops[-1], preserve_unit_loops=False)
+    except Exception as exc:  # noqa: BLE001 - any schedule failure leaves the correct unscheduled kernel
+        log.debug("compute_at failed (%s); kernel left unscheduled", exc)
+        return func
+    return sch.mod["main"]
+
+
+def _op_functions(graph: IntegerGraph) -> list[relax.Function]:
+    """The private Relax function of each op, in the order of ``graph.ops``."""
+    mod = graph.to_module()
+    funcs = []
+    for block in mod["main"].body.blocks:
+        for binding in block.bindings:
+            value = binding.value
+            if isinstance(value, relax.Call) and isinstance(value.op, relax.GlobalVar):
+                funcs.append(mod[value.op])
+    names = [str(f.attrs["tvmse.name"]) for f in funcs]
+    if names != [op.name for op in graph.ops]:
+        raise LoweringError(f"integer module's calls {names} do not match the graph's ops")
+    return funcs
+
+
+class _Lowerer:
+    def __init__(self, graph: IntegerGraph):
+        self.graph = graph
+        self.tensors: dict[str, Tensor] = {t.name: Tensor(t.name, tuple(t.shape), "int8", "input")
+                                           for t in graph.inputs}
+        self.steps: list[Step] = []
+        self.fc: dict[str, tvm.tirx.PrimFunc] = {}
+        self.other: dict[str, tvm.tirx.PrimFunc] = {}
+
+    def const(self, name: str, value: np.ndarray) -> str:
+        value = np.ascontiguousarray(value)
+        self.tensors[name] = Tensor(name, tuple(value.shape), str(value.dtype), "const", value)
+        return name
+
+    def lower(self) -> LoweredNetwork:
+        for index, (op, func) in enumerate(zip(self.graph.ops, _op_functions(self.graph))):
+            symbol = f"tvmse_k{index:02d}_{relax_name(op.name)}"
+            self.tensors[op.name] = Tensor(op.name, tuple(op.output.shape), "int8", "arena")
+            if op.kind == "fully_connected":
+                self._fully_connected(symbol, op)
+            else:
+                self._legalized(symbol, op, func)
+        return LoweredNetwork(self.graph, self.tensors, self.steps, self.fc, self.other)
+
+    def _fully_connected(self, symbol: str, op) -> None:
+        weight = op.consts["weight"]
+        x = self.graph.tensors()[op.inputs[0]]
+        n, k = weight.shape
+        args = [op.inputs[0],
+                self.const(f"{symbol}_weight", weight.astype(np.int8)),
+                self.const(f"{symbol}_bias", fc_kernel.folded_bias(weight, op.consts["bias"], x.zero_point)),
+                self.const(f"{symbol}_multiplier", op.consts["multiplier"].astype(np.int32)),
+                self.const(f"{symbol}_shift", op.consts["shift"].astype(np.int32)),
+                op.name]
+        func = fc_kernel.fully_connected(n, k, op.output.zero_point)
+        self.fc[symbol] = func.with_attr("global_symbol", symbol)
+        self.steps.append(Step(symbol, op.name, op.kind, args, macs=int(n * k)))
+
+    def _legalized(self, symbol: str, op, func: relax.Function) -> None:
+        mod = _legalize_pipeline()(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}))
+        main = mod["main"]
+        names: dict[relax.Var, str] = {p: t for p, t in zip(main.params, op.inputs)}
+        result = main.body.body
+        calls = []
+        for block in main.body.blocks:
+            for binding in block.bindings:
+                value = binding.value
+                if isinstance(value, relax.Var):
+                    names[binding.var] = names[value]
+                elif isinstance(value, relax.Call) and value.op.name == "relax.call_tir":
+                    calls.append(binding)
+                else:
+                    raise LoweringError(f"op '{op.name}' ({op.kind}): cannot lower Relax binding "
+                                        f"{binding.var.name_hint} = {value}")
+        for j, binding in enumerate(calls):
+            gv, tir_args = binding.value.args[0], binding.value.args[1]
+            kernel = symbol if len(calls) == 1 else f"{symbol}_{j}"
+            args = []
+            for a, arg in enumerate(tir_args.fields):
+                if isinstance(arg, tvm.ir.expr.Constant):
+                    args.append(self.const(f"{kernel}_c{a}", arg.value.numpy().reshape(-1)
+                                           if arg.value.numpy().ndim == 0 else arg.value.numpy()))
+                else:
+                    args.append(names[arg])
+            out = op.name if binding.var.same_as(result) else f"{kernel}_out"
+            if out != op.name:
+                shape = tuple(int(d) for d in binding.var.ty.shape)
+                self.tensors[out] = Tensor(out, shape, str(binding.var.ty.dtype), "arena")
+            names[binding.var] = out
+            self.other[kernel] = schedule_elementwise(mod[gv]).with_attr("global_symbol", kernel)
+            self.steps.append(Step(kernel, op.name, op.kind, args + [out]))
+        if names.get(result) != op.name:
+            raise LoweringError(f"op '{op.name}' ({op.kind}): its result is not computed by a TIR kernel")
+
+
+def lower(graph: IntegerGraph) -> LoweredNetwork:
+    """Lower every op of ``graph`` to TIR kernels (see the module docstring)."""
+    network = _Lowerer(graph).lower()
+    log.info("lowered %d integer ops to %d TIR kernels (%d fully connected)", len(graph.ops),
+             len(network.steps), len(network.fc_kernels))
+    return network
