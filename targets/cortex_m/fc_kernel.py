@@ -11,8 +11,9 @@ library does:
   into Helium ``vmladava.s8`` (16 MACs per instruction);
 - rows are computed ``ROWS`` at a time, so each input vector load feeds ``ROWS`` dot products
   (the same blocking as CMSIS-DSP's Helium ``arm_mat_vec_mult_q7``);
-- requantization is TFLite's single-rounding per-channel form of ``tvmse.ir.kernels``:
-  ``(acc·m + 2^(30−shift)) >> (31−shift)``, in int64, once per output.
+- requantization is the integer form's per-channel FULLY_CONNECTED rule (``tvmse.ir.kernels``):
+  one rounding of ``p = acc·m`` by ``2^(31−shift)``, halves away from zero, in int64, once per
+  output.
 """
 
 from __future__ import annotations
@@ -33,10 +34,16 @@ def folded_bias(weight: np.ndarray, bias: np.ndarray, x_zero_point: int) -> np.n
 
 @T.macro
 def _requantize(y, index, acc, mult, shift, zp):
-    y[0, index] = T.Cast("int8", T.max(T.min(
-        ((T.Cast("int64", acc) * T.Cast("int64", mult[index])
-          + (T.int64(1) << (T.int64(30) - T.Cast("int64", shift[index]))))
-         >> (T.int64(31) - T.Cast("int64", shift[index]))) + T.int64(zp), T.int64(127)), T.int64(-128)))
+    # p = acc·m; one rounding by 2^(31−shift), halves away from zero: sign(p)·((|p| + half) >> total)
+    y[0, index] = T.Cast("int8", T.max(T.min(T.if_then_else(
+        T.Cast("int64", acc) * T.Cast("int64", mult[index]) < T.int64(0),
+        T.int64(0) - ((T.int64(0) - T.Cast("int64", acc) * T.Cast("int64", mult[index])
+                       + (T.int64(1) << (T.int64(30) - T.Cast("int64", shift[index]))))
+                      >> (T.int64(31) - T.Cast("int64", shift[index]))),
+        (T.Cast("int64", acc) * T.Cast("int64", mult[index])
+         + (T.int64(1) << (T.int64(30) - T.Cast("int64", shift[index]))))
+        >> (T.int64(31) - T.Cast("int64", shift[index])))
+        + T.int64(zp), T.int64(127)), T.int64(-128)))
 
 
 def fully_connected(n: int, k: int, y_zero_point: int):

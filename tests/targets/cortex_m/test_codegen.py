@@ -57,6 +57,26 @@ def test_fully_connected_with_input_zero_point_and_row_tail(tmp_path):
     assert [k["kind"] for k in run.kernels] == ["fully_connected"]
 
 
+def test_fully_connected_rounds_exact_ties_away_from_zero(tmp_path):
+    """Power-of-two scales make exact .5 ties; negative ones must round away from zero (as TFLite)."""
+    import tvmse.ir.build as ops
+    from tvmse import quant_math
+    rng = np.random.default_rng(4)
+    k, n = 16, 32
+    x = TensorInfo("frame", (1, k), 2.0**-5, 0)
+    w, bias = rng.integers(-2, 3, (n, k)), rng.integers(-64, 64, n)   # small weights: outputs stay in range
+    fc = ops.fully_connected("mask", x, w, bias, np.full(n, 2.0**-7), 2.0**-6, 0)
+    graph = IntegerGraph(inputs=[x], outputs=["mask"], ops=[fc])
+    frames = random_frames((1, k), 16, seed=2)
+    halves_up = [quant_math.fully_connected(f, fc.consts["weight"], fc.consts["bias"], x.scale, 0,
+                                            np.full(n, 2.0**-7), 2.0**-6, 0, requantize="single") for f in frames]
+    away = [quant_math.fully_connected(f, fc.consts["weight"], fc.consts["bias"], x.scale, 0,
+                                       np.full(n, 2.0**-7), 2.0**-6, 0) for f in frames]
+    assert any(not np.array_equal(a, b) for a, b in zip(halves_up, away))   # the frames do hit negative ties
+    _, _, run = _compile_and_run(graph, tmp_path, frames)
+    assert run.bit_exact
+
+
 def test_small_lstm_is_bit_exact_over_50_frames_with_state(small_model, tmp_path):
     from tvmse import frontend
     graph = frontend.load(small_model)
