@@ -273,18 +273,23 @@ def check_fully_connected_bias_scale(x_scale, w_scale, bias_scale, y_scale) -> N
 REQUANTIZE_MODES = ("integer", "single", "single_away", "float")
 
 
+def _one_rounding_operands(x, multiplier, shift, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(x * m, 31 - shift)`` in int64 for the one-rounding requantizations, arguments checked."""
+    x64 = _as_int64(x)
+    _check_int32_range(x64, f"{what} input")
+    shift = _as_int64(shift)
+    if shift.size and (shift.max() > MAX_LEFT_SHIFT or shift.min() < -31):
+        raise ValueError(f"shift must lie in [-31, {MAX_LEFT_SHIFT}], got {shift}")
+    return x64 * _as_int64(multiplier), 31 - shift
+
+
 def multiply_by_quantized_multiplier_single_rounding(x, multiplier, shift) -> np.ndarray:
     """The ``TFLITE_SINGLE_ROUNDING`` form: ``(x * m + 2**(30 - shift)) >> (31 - shift)``.
 
     One rounding, halves towards +infinity, in 64 bits.
     """
-    x64 = _as_int64(x)
-    _check_int32_range(x64, "multiply_by_quantized_multiplier_single_rounding input")
-    shift = _as_int64(shift)
-    if shift.size and (shift.max() > MAX_LEFT_SHIFT or shift.min() < -31):
-        raise ValueError(f"shift must lie in [-31, {MAX_LEFT_SHIFT}], got {shift}")
-    total = 31 - shift
-    return ((x64 * _as_int64(multiplier) + (np.int64(1) << (total - 1))) >> total).astype(np.int64)
+    product, total = _one_rounding_operands(x, multiplier, shift, "multiply_by_quantized_multiplier_single_rounding")
+    return ((product + (np.int64(1) << (total - 1))) >> total).astype(np.int64)
 
 
 def multiply_by_quantized_multiplier_ties_away(x, multiplier, shift) -> np.ndarray:
@@ -294,13 +299,7 @@ def multiply_by_quantized_multiplier_ties_away(x, multiplier, shift) -> np.ndarr
     integer twin of the interpreter's ``round(double(acc) * scale)``, equal to it on every output
     tried, exact ties from power-of-two scales included.
     """
-    x64 = _as_int64(x)
-    _check_int32_range(x64, "multiply_by_quantized_multiplier_ties_away input")
-    shift = _as_int64(shift)
-    if shift.size and (shift.max() > MAX_LEFT_SHIFT or shift.min() < -31):
-        raise ValueError(f"shift must lie in [-31, {MAX_LEFT_SHIFT}], got {shift}")
-    total = 31 - shift
-    product = x64 * _as_int64(multiplier)
+    product, total = _one_rounding_operands(x, multiplier, shift, "multiply_by_quantized_multiplier_ties_away")
     magnitude = (np.abs(product) + (np.int64(1) << (total - 1))) >> total
     return np.where(product < 0, -magnitude, magnitude).astype(np.int64)
 
