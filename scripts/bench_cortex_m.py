@@ -6,6 +6,9 @@ check bit-exactness against the host reference, and print the figures. Then, for
 shape, CMSIS-DSP's Helium ``arm_mat_vec_mult_q7`` is measured the same way and the ratio of
 instructions per MAC (tvmse's FC kernel / CMSIS-DSP) is printed.
 
+ADD and MUL run as the int32 kernels of ``elementwise_kernel``; ``--baseline`` also measures every
+model with the legalized int64 ADD/MUL kernels in the same run and prints the ratio.
+
 All figures are executed instructions counted by QEMU, **not cycles** (QEMU has no cycle model).
 Note the two kernels do not compute the same thing: CMSIS-DSP's q7 kernel shifts by 7 and
 saturates; tvmse's adds a per-channel bias and requantizes per channel (TFLite int8 semantics).
@@ -30,11 +33,12 @@ from tvmse.targets.host import HostReference
 REPO = Path(__file__).resolve().parents[1]
 
 
-def bench_model(path: Path, frames: int, with_passes: bool) -> tuple[emulate.EmulatedRun, lower.LoweredNetwork]:
+def bench_model(path: Path, frames: int, with_passes: bool,
+                int32_elementwise: bool = True) -> tuple[emulate.EmulatedRun, lower.LoweredNetwork]:
     graph = frontend.load(path)
     if with_passes:
         graph, _ = run_pipeline(graph)
-    network = lower.lower(graph)
+    network = lower.lower(graph, int32_elementwise=int32_elementwise)
     generated = glue.generate(network)
     with tempfile.TemporaryDirectory(prefix="tvmse-bench-m55-") as tmp:
         src = Path(tmp) / "src"
@@ -50,6 +54,8 @@ def main(argv=None) -> int:
     p.add_argument("--model", action="append", type=Path, help="model(s) (default: examples/*.onnx)")
     p.add_argument("--frames", type=int, default=50)
     p.add_argument("--no-passes", action="store_true", help="compile the imported graph without tvmse's passes")
+    p.add_argument("--baseline", action="store_true",
+                   help="also run each model with the legalized int64 ADD/MUL kernels and print the ratio")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
     models = args.model or sorted((REPO / "examples").glob("*.onnx"))
@@ -67,6 +73,16 @@ def main(argv=None) -> int:
         for k in run.kernels:
             by_kind[k["kind"]] = by_kind.get(k["kind"], 0) + k["instructions_per_frame"]
         print("per op kind: " + ", ".join(f"{kind} {v:,.0f}" for kind, v in sorted(by_kind.items(), key=lambda kv: -kv[1])))
+        if args.baseline:
+            base, _ = bench_model(path, args.frames, not args.no_passes, int32_elementwise=False)
+            base_kind: dict[str, float] = {}
+            for k in base.kernels:
+                base_kind[k["kind"]] = base_kind.get(k["kind"], 0) + k["instructions_per_frame"]
+            ours = by_kind.get("mul", 0) + by_kind.get("add", 0)
+            theirs = base_kind.get("mul", 0) + base_kind.get("add", 0)
+            print(f"baseline (legalized int64 ADD/MUL, same run): instructions/frame {base.instructions_per_frame:,.0f}, "
+                  f"mul+add {theirs:,.0f} → {ours:,.0f} ({theirs / max(ours, 1):.1f}× fewer); "
+                  f"whole step {base.instructions_per_frame / run.instructions_per_frame:.2f}× fewer")
         print(f"| kernel | kind | instructions/frame | MACs | instr/MAC |")
         print("|---|---|---:|---:|---:|")
         for k, step in zip(run.kernels, network.steps):

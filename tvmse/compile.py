@@ -6,6 +6,9 @@ targets/ethosu (int8 TFLite, checked bit-exact in the TFLite interpreter) → Ve
     <name>_vela.tflite   Vela-optimised model (ethos-u custom op: command stream + encoded weights)
     <name>_vela.h        the same bytes as a 16-byte-aligned C array, for firmware
     <name>_int8.tflite   the int8 model handed to Vela (runs in any TFLite interpreter)
+    src/                 C glue without TFLite Micro: tvmse_step() runs the NPU subgraphs through one
+                         call, tvmse_npu_invoke() (src/tvmse_npu.h, on Arm's ethos-u core driver), and
+                         any op Vela left on the CPU as Cortex-M55 kernels (tvmse.targets.cortex_m.npu_glue)
     report.json          every figure, machine-readable;  report.md  the same for people
 
 The folder is written under a temporary name and renamed into place when complete, so a failed
@@ -131,6 +134,8 @@ def compile_model(model_path: str | os.PathLike, target: str = "ethos-u55", acce
         (staging / f"{name}_vela.h").write_text(c_header(build.vela.optimized_model, f"{name}_vela",
                                                          f"{name}: Vela-optimised for {config.describe()}"))
         (staging / f"{name}_int8.tflite").write_bytes(build.tflite)
+        if _write_npu_glue(graph, build.vela.optimized_model, staging / "src"):
+            artifacts["src/"] = "C glue: NPU calls via tvmse_npu_invoke() (tvmse_npu.h), CPU ops as M55 kernels"
         report = build_report(model_path, graph, build, target, artifacts, rewrites)
         (staging / "report.json").write_text(json.dumps(report, indent=2) + "\n")
         (staging / "report.md").write_text(render_markdown(report))
@@ -139,6 +144,28 @@ def compile_model(model_path: str | os.PathLike, target: str = "ethos-u55", acce
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return CompileResult(output_dir, report, graph)
+
+
+def _write_npu_glue(graph: IntegerGraph, optimized_model: bytes, directory: Path) -> bool:
+    """Write the firmware glue around Vela's output; False (with a warning saying why) when it cannot.
+
+    The glue is an addition: the optimised .tflite still runs under TFLite Micro, so a network the
+    glue does not cover (no frame → mask streaming interface, an unsupported memory layout) keeps
+    its other outputs.
+    """
+    from tvmse.targets.cortex_m import npu_glue
+    from tvmse.targets.cortex_m.errors import LoweringError
+    from tvmse.targets.ethosu.vela_model import VelaModelError
+
+    try:
+        generated = npu_glue.generate(graph, optimized_model)
+    except (LoweringError, VelaModelError) as exc:
+        logger.warning("no C glue written (src/): %s", exc)
+        return False
+    directory.mkdir(parents=True, exist_ok=True)
+    for file_name, text in generated.files.items():
+        (directory / file_name).write_text(text)
+    return True
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -34,15 +34,14 @@ def folded_bias(weight: np.ndarray, bias: np.ndarray, x_zero_point: int) -> np.n
 
 @T.macro
 def _requantize(y, index, acc, mult, shift, zp):
-    # p = acc·m; one rounding by 2^(31−shift), halves away from zero: sign(p)·((|p| + half) >> total)
-    y[0, index] = T.Cast("int8", T.max(T.min(T.if_then_else(
-        T.Cast("int64", acc) * T.Cast("int64", mult[index]) < T.int64(0),
-        T.int64(0) - ((T.int64(0) - T.Cast("int64", acc) * T.Cast("int64", mult[index])
-                       + (T.int64(1) << (T.int64(30) - T.Cast("int64", shift[index]))))
-                      >> (T.int64(31) - T.Cast("int64", shift[index]))),
-        (T.Cast("int64", acc) * T.Cast("int64", mult[index])
-         + (T.int64(1) << (T.int64(30) - T.Cast("int64", shift[index]))))
-        >> (T.int64(31) - T.Cast("int64", shift[index])))
+    # p = acc·m rounded once by 2^(31−shift), halves away from zero, without a branch:
+    # (p + 2^(30−shift) + (p >> 63)) >> (31−shift); p >> 63 is −1 for negative p, which moves
+    # exact negative ties down (away from zero) and changes nothing else.
+    y[0, index] = T.Cast("int8", T.max(T.min(
+        ((T.Cast("int64", acc) * T.Cast("int64", mult[index])
+          + (T.int64(1) << (T.int64(30) - T.Cast("int64", shift[index])))
+          + ((T.Cast("int64", acc) * T.Cast("int64", mult[index])) >> T.int64(63)))
+         >> (T.int64(31) - T.Cast("int64", shift[index])))
         + T.int64(zp), T.int64(127)), T.int64(-128)))
 
 

@@ -145,6 +145,33 @@ int tvmse_step(const int8_t *frame, int8_t *mask, tvmse_state_t *state);
 """
 
 
+def kernel_tables(network: LoweredNetwork, data_of) -> tuple[list[str], dict[str, str], set[str]]:
+    """C definitions of a static DLTensor per kernel argument and a TVMFFIAny array per step.
+
+    ``data_of(name)`` gives the C expression of a non-constant tensor's data pointer. Returns the
+    lines, tensor name → DLTensor identifier, and the symbols defined.
+    """
+    tensors = network.tensors
+    out, symbols = [], set()
+    used = sorted({a for s in network.steps for a in s.args}, key=list(tensors).index)
+    ids = {name: f"tvmse_t{i}" for i, name in enumerate(used)}
+    for name in used:
+        t, ident = tensors[name], ids[name]
+        code, bits = DL_TYPES[t.dtype]
+        shape = list(t.shape) or [1]
+        data = f"(void *){name}" if t.kind == "const" else data_of(name)
+        out.append(f"static int64_t {ident}_shape[{len(shape)}] = {{{', '.join(map(str, shape))}}};")
+        out.append(f"static DLTensor {ident} = {{{data}, {{1, 0}}, {len(shape)}, {{{code}, {bits}, 1}}, "
+                   f"{ident}_shape, NULL, 0}};  /* {name} */")
+        symbols |= {ident, f"{ident}_shape"}
+    out.append("")
+    for i, step in enumerate(network.steps):
+        items = ", ".join(f"{{TVMSE_FFI_DLTENSOR_PTR, 0, {{.v_ptr = &{ids[a]}}}}}" for a in step.args)
+        out.append(f"static TVMFFIAny tvmse_args{i}[{len(step.args)}] = {{{items}}};  /* {step.op} */")
+        symbols.add(f"tvmse_args{i}")
+    return out, ids, symbols
+
+
 def _model_c(network: LoweredNetwork, interface: Interface, plan: memory_plan.MemoryPlan,
              const_names: list[str]) -> tuple[str, set[str]]:
     tensors = network.tensors
@@ -159,27 +186,14 @@ def _model_c(network: LoweredNetwork, interface: Interface, plan: memory_plan.Me
         out.append(f"int32_t {kernel_symbol(step.kernel)}(void *self, void *args, int32_t num_args, void *result);")
     out += ["", f"static uint8_t tvmse_arena[{max(plan.arena_bytes, 16)}] __attribute__((aligned(16)));", ""]
 
-    used = sorted({a for s in network.steps for a in s.args}, key=list(tensors).index)
-    ids = {name: f"tvmse_t{i}" for i, name in enumerate(used)}
-    for name in used:
-        t, ident = tensors[name], ids[name]
-        code, bits = DL_TYPES[t.dtype]
-        shape = list(t.shape) or [1]
-        if t.kind == "arena":
-            data = f"(void *)(tvmse_arena + {plan.placements[name].offset})"
-        elif t.kind == "const":
-            data = f"(void *){name}"
-        else:
-            data = "NULL"  # set by tvmse_step
-        out.append(f"static int64_t {ident}_shape[{len(shape)}] = {{{', '.join(map(str, shape))}}};")
-        out.append(f"static DLTensor {ident} = {{{data}, {{1, 0}}, {len(shape)}, {{{code}, {bits}, 1}}, "
-                   f"{ident}_shape, NULL, 0}};  /* {name} */")
-        symbols |= {ident, f"{ident}_shape"}
-    out.append("")
-    for i, step in enumerate(network.steps):
-        items = ", ".join(f"{{TVMSE_FFI_DLTENSOR_PTR, 0, {{.v_ptr = &{ids[a]}}}}}" for a in step.args)
-        out.append(f"static TVMFFIAny tvmse_args{i}[{len(step.args)}] = {{{items}}};  /* {step.op} */")
-        symbols.add(f"tvmse_args{i}")
+    def data_of(name: str) -> str:
+        if tensors[name].kind == "arena":
+            return f"(void *)(tvmse_arena + {plan.placements[name].offset})"
+        return "NULL"  # a network input: set by tvmse_step
+
+    lines, ids, table_symbols = kernel_tables(network, data_of)
+    out += lines
+    symbols |= table_symbols
 
     state_fields = {i: relax_name(i) for i in interface.state}
     out += ["", "static void tvmse_copy(int8_t *dst, const int8_t *src, size_t n)", "{",

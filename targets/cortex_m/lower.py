@@ -5,6 +5,8 @@ microcontroller we lower each integer op on its own and keep the call sequence o
 
 - ``fully_connected`` → the hand-scheduled TIR kernel of ``fc_kernel`` (zero point folded into the
   bias, rows blocked for Helium);
+- ``add`` / ``mul`` → the int32 TIR kernels of ``elementwise_kernel`` when every intermediate
+  provably stays in int32 (the legalized bodies requantize in int64: 10–20× the instructions);
 - every other op → its Relax body through ``ConvertToDataflow → LegalizeOps → FuseOps → FuseTIR``,
   normally one fused PrimFunc per op; each fused PrimFunc is scheduled so all its intermediate
   blocks are computed inside the output loop (``compute_at``), which turns the per-op temporaries
@@ -26,7 +28,7 @@ from tvm import relax, s_tir
 
 from tvmse.ir import IntegerGraph
 from tvmse.ir.graph import relax_name
-from tvmse.targets.cortex_m import fc_kernel
+from tvmse.targets.cortex_m import elementwise_kernel, fc_kernel
 from tvmse.targets.cortex_m.errors import LoweringError
 
 log = logging.getLogger(__name__)
@@ -117,8 +119,9 @@ def _op_functions(graph: IntegerGraph) -> list[relax.Function]:
 
 
 class _Lowerer:
-    def __init__(self, graph: IntegerGraph):
+    def __init__(self, graph: IntegerGraph, int32_elementwise: bool = True):
         self.graph = graph
+        self.int32_elementwise = int32_elementwise
         self.tensors: dict[str, Tensor] = {t.name: Tensor(t.name, tuple(t.shape), "int8", "input")
                                            for t in graph.inputs}
         self.steps: list[Step] = []
@@ -136,6 +139,8 @@ class _Lowerer:
             self.tensors[op.name] = Tensor(op.name, tuple(op.output.shape), "int8", "arena")
             if op.kind == "fully_connected":
                 self._fully_connected(symbol, op)
+            elif op.kind in ("add", "mul") and self.int32_elementwise and self._elementwise(symbol, op):
+                pass
             else:
                 self._legalized(symbol, op, func)
         return LoweredNetwork(self.graph, self.tensors, self.steps, self.fc, self.other)
@@ -153,6 +158,23 @@ class _Lowerer:
         func = fc_kernel.fully_connected(n, k, op.output.zero_point)
         self.fc[symbol] = func.with_attr("global_symbol", symbol)
         self.steps.append(Step(symbol, op.name, op.kind, args, macs=int(n * k)))
+
+    def _elementwise(self, symbol: str, op) -> bool:
+        """ADD/MUL through the int32 kernel; False (legalized kernel instead) if it does not apply."""
+        tensors = self.graph.tensors()
+        if any(tuple(tensors[i].shape) != tuple(op.output.shape) for i in op.inputs):
+            log.debug("op '%s' (%s): broadcast operands, legalized kernel", op.name, op.kind)
+            return False
+        build = elementwise_kernel.mul if op.kind == "mul" else elementwise_kernel.add
+        built = build(tuple(op.output.shape), op.attrs, op.output.zero_point)
+        if built is None:
+            log.debug("op '%s' (%s): an intermediate could leave int32, legalized int64 kernel", op.name, op.kind)
+            return False
+        func, form = built
+        log.debug("op '%s' (%s): int32 kernel, high multiply %s", op.name, op.kind, form)
+        self.other[symbol] = func.with_attr("global_symbol", symbol)
+        self.steps.append(Step(symbol, op.name, op.kind, [*op.inputs, op.name]))
+        return True
 
     def _legalized(self, symbol: str, op, func: relax.Function) -> None:
         mod = _legalize_pipeline()(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}))
@@ -191,9 +213,12 @@ class _Lowerer:
             raise LoweringError(f"op '{op.name}' ({op.kind}): its result is not computed by a TIR kernel")
 
 
-def lower(graph: IntegerGraph) -> LoweredNetwork:
-    """Lower every op of ``graph`` to TIR kernels (see the module docstring)."""
-    network = _Lowerer(graph).lower()
+def lower(graph: IntegerGraph, int32_elementwise: bool = True) -> LoweredNetwork:
+    """Lower every op of ``graph`` to TIR kernels (see the module docstring).
+
+    ``int32_elementwise=False`` keeps the legalized int64 ADD/MUL kernels (the benchmark's baseline).
+    """
+    network = _Lowerer(graph, int32_elementwise).lower()
     log.info("lowered %d integer ops to %d TIR kernels (%d fully connected)", len(graph.ops),
              len(network.steps), len(network.fc_kernels))
     return network

@@ -145,8 +145,13 @@ def cpu_operators(optimized_model: bytes) -> list[str]:
     return found
 
 
-def compile_tflite(model: bytes, config: VelaConfig, name: str = "model") -> VelaResult:
-    """Compile int8 TFLite bytes with Vela; raises ToolError with Vela's own message on failure."""
+def compile_tflite(model: bytes, config: VelaConfig, name: str = "model",
+                   ignore_ops: tuple[str, ...] = ()) -> VelaResult:
+    """Compile int8 TFLite bytes with Vela; raises ToolError with Vela's own message on failure.
+
+    ``ignore_ops``: TFLite builtin names Vela must leave on the CPU (its ``--ignore-ops``), e.g. to
+    exercise the CPU-fallback glue, or to keep an op off the NPU on purpose.
+    """
     from ethosu.vela import vela
 
     config = config.resolved()
@@ -157,6 +162,8 @@ def compile_tflite(model: bytes, config: VelaConfig, name: str = "model") -> Vel
         argv = [str(src), "--accelerator-config", config.accelerator, "--system-config", config.system_config,
                 "--memory-mode", config.memory_mode, "--config", str(_vela_ini()[0]),
                 "--output-dir", str(out), "--enable-debug-db"]
+        if ignore_ops:
+            argv += ["--ignore-ops", ",".join(ignore_ops)]
         log = io.StringIO()
         try:
             with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
