@@ -1,0 +1,482 @@
+"""Train TinyLSTM: float, then int8-weight QAT with gradual pruning, then full int8 QAT; export QDQ ONNX.
+
+Usage::
+
+    python -m tvmse.train --data /work/shared/data/manifest.json --out runs/dense --export examples/m.onnx
+    python -m tvmse.train --init runs/dense/float.pt --structure block --sparsity 0.9 --out runs/block90 …
+
+Phases, by global step (``--float-steps``, ``--wqat-steps``, ``--qat-steps``):
+
+1. ``float``: the float model, run through torch's fused LSTM kernel (the same math as the
+   streaming step, several times faster than stepping frame by frame in Python).
+2. ``wqat``: the same fast path with every weight and bias fake-quantized to its int8 grid (and the
+   input to its int8 grid). Sparsity is learned here jointly with the int8 weights: the pruning
+   schedule (``--prune-start`` … ``--prune-end``, cubic ramp) runs inside this phase by default,
+   so the weights that survive are trained on their quantization grid.
+3. calibration (observers on for ``--calib-batches`` float batches), then ``qat``: the exact
+   fake-quant streaming step (activations, cell state and LUT outputs on their int8 grids), masks
+   fixed. This is what the export holds; it is slow (per-frame Python), so it is short and may use
+   shorter segments (``--qat-seconds``). Observers follow the data for the first half of the
+   phase and are frozen for the second.
+
+Loss (see :func:`spectral_loss`): MSE between power-law compressed magnitudes (exponent 0.3) of
+the masked noisy spectrum and the clean spectrum.
+
+Checkpoints (``<out>/checkpoint.pt``) are written atomically (temporary file + ``os.replace``)
+every ``--checkpoint-every`` steps and on Ctrl-C; ``--resume`` continues from it. Batch ``i`` is a
+pure function of (seed, i), and model, optimizer, observers, masks and RNG state are restored,
+so an interrupted and resumed run ends with the same weights as an uninterrupted one.
+``<out>/float.pt`` is the model at the end of the float phase (the fp32 reference and the start
+of sparse fine-tuning); ``<out>/final.pt`` the int8 model that is exported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import math
+import os
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from tvmse.data import Corpus, TrainingBatches
+from tvmse.data.batches import Batch
+from tvmse.errors import ConfigError, ModelFileError, TvmseError
+from tvmse.models import TinyLSTM, TinyLSTMConfig
+from tvmse.models.export import export_qdq_onnx
+from tvmse.models.quant import fake_quant, fake_quant_bias, fake_quant_weight, weight_scales
+from tvmse.models.sparsity import (DEFAULT_BLOCK, apply_masks, check_sparsity, check_structure, compute_masks,
+                                   cubic_schedule, parse_block, sparsity_report)
+from tvmse.models.tinylstm import FEATURE_SCALE
+
+log = logging.getLogger("tvmse.train")
+
+DEFAULT_DATA = "/work/shared/data/manifest.json"
+COMPRESSION = 0.3  # magnitude exponent of the loss
+EPSILON = 1e-8
+
+
+@dataclass
+class TrainConfig:
+    """Everything that determines a run's result (stored in every checkpoint)."""
+
+    data: str = DEFAULT_DATA
+    split: str = "train"
+    seed: int = 0
+    hidden: int = 256
+    layers: int = 2
+    n_bins: int = 257
+    batch_size: int = 16
+    seconds: float = 2.0
+    float_steps: int = 2000
+    wqat_steps: int = 300
+    qat_steps: int = 40
+    qat_batch_size: int = 8
+    qat_seconds: float = 1.0
+    calib_batches: int = 4
+    lr: float = 1e-3
+    wqat_lr: float = 3e-4
+    qat_lr: float = 1e-4
+    clip: float = 5.0
+    structure: str = "none"
+    sparsity: float = 0.0
+    block: str = f"{DEFAULT_BLOCK[0]}x{DEFAULT_BLOCK[1]}"
+    prune_start: int | None = None  # default: start of wqat
+    prune_end: int | None = None  # default: 3/4 through wqat
+    prune_every: int = 20
+    init: str | None = None
+    threads: int = 1  # torch threads: under CPU contention 2 OpenMP threads ran ~8x slower than 1
+
+    @property
+    def total_steps(self) -> int:
+        return self.float_steps + self.wqat_steps + self.qat_steps
+
+    def schedule(self) -> tuple[int, int]:
+        start = self.float_steps if self.prune_start is None else self.prune_start
+        end = self.float_steps + (3 * self.wqat_steps) // 4 if self.prune_end is None else self.prune_end
+        return start, max(end, start)
+
+    def phase(self, step: int) -> str:
+        if step < self.float_steps:
+            return "float"
+        if step < self.float_steps + self.wqat_steps:
+            return "wqat"
+        return "qat"
+
+    def validate(self) -> None:
+        if self.structure != "none":
+            check_structure(self.structure)
+            parse_block(self.block)
+        check_sparsity(self.sparsity)
+        if self.structure == "none" and self.sparsity > 0:
+            raise ConfigError("--sparsity needs --structure weight, block or unit")
+        for name in ("float_steps", "wqat_steps", "qat_steps", "calib_batches"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must be >= 0")
+
+
+# ---- data ----------------------------------------------------------------------------------------
+class CachedCorpus(Corpus):
+    """Corpus that keeps decoded utterances in memory: decoding FLAC dominated batch time."""
+
+    def load_speech(self, path):
+        cache = self.__dict__.setdefault("_speech_cache", {})
+        if path not in cache:
+            cache[path] = super().load_speech(path)
+        return cache[path]
+
+
+def open_corpus(path: str) -> Corpus:
+    corpus = Corpus.from_manifest(path)
+    return CachedCorpus(root=corpus.root, speech=corpus.speech, noise=corpus.noise)
+
+
+# ---- model paths ---------------------------------------------------------------------------------
+def fast_forward(model: TinyLSTM, features: torch.Tensor, quantize_weights: bool = False) -> torch.Tensor:
+    """Masks [B, T, n_bins] from features with torch's fused LSTM (zero initial state).
+
+    Same math as the float streaming step (gate order i, f, g, o; W acting on concat(x, h)).
+    With ``quantize_weights`` every weight and bias sits on its int8/int32 grid and the input on
+    the int8 feature grid, as in the integer graph; activations stay float.
+    """
+    H = model.config.hidden
+    x = fake_quant(features, FEATURE_SCALE) if quantize_weights else features
+    fcs = model.effective_weights()
+    for name, w, b in fcs[:-1]:
+        if quantize_weights:
+            w, b = fake_quant_weight(w), fake_quant_bias(b, FEATURE_SCALE * weight_scales(w))
+        k = w.shape[1] - H
+        zeros = torch.zeros(1, x.shape[0], H)
+        x = torch._VF.lstm(x, (zeros, zeros), [w[:, :k], w[:, k:], b, torch.zeros_like(b)],
+                           True, 1, 0.0, model.training, False, True)[0]
+    _, w, b = fcs[-1]
+    if quantize_weights:
+        w, b = fake_quant_weight(w), fake_quant_bias(b, FEATURE_SCALE * weight_scales(w))
+    return torch.sigmoid(x @ w.t() + b)
+
+
+def spectral_loss(mask: torch.Tensor, batch: Batch) -> torch.Tensor:
+    """MSE of power-law compressed magnitudes, ``mean((|M·Y|^0.3 − |S|^0.3)²)``.
+
+    Why: the model outputs a real mask, so magnitude is all it controls; compression (as in
+    loudness perception) keeps quiet speech bins from being ignored next to loud ones, which
+    tracks PESQ/STOI better than plain spectral MSE, and needs no inverse STFT in the loop.
+    """
+    estimate = (mask * batch.noisy_spectrum.abs() + EPSILON) ** COMPRESSION
+    target = (batch.clean_magnitude + EPSILON) ** COMPRESSION
+    return (estimate - target).square().mean()
+
+
+# ---- checkpoints ---------------------------------------------------------------------------------
+def atomic_save(obj, path: Path) -> None:
+    """torch.save to a temporary file in the same folder, then rename: a crash never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def model_state(model: TinyLSTM) -> dict:
+    return {"config": dataclasses.asdict(model.config), "state_dict": model.state_dict(),
+            "weight_masks": model.weight_masks, "bias_masks": model.bias_masks,
+            "quantized": model.quantized}
+
+
+def restore_model(state: dict) -> TinyLSTM:
+    model = TinyLSTM(TinyLSTMConfig(**state["config"]))
+    model.load_state_dict(state["state_dict"])
+    model.weight_masks = dict(state["weight_masks"])
+    model.bias_masks = dict(state["bias_masks"])
+    model.quantized = bool(state["quantized"])
+    return model
+
+
+def load_model(path: str | os.PathLike) -> TinyLSTM:
+    """The model of a checkpoint (``checkpoint.pt``, ``float.pt`` or ``final.pt``), masks installed."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"checkpoint {path} does not exist")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # torch raises many types for a bad file
+        raise ModelFileError(f"cannot read checkpoint {path}: {err}") from err
+    state = state.get("model", state)
+    if "state_dict" not in state:
+        raise ModelFileError(f"{path} is not a tvmse TinyLSTM checkpoint")
+    return restore_model(state)
+
+
+# ---- training ------------------------------------------------------------------------------------
+class Trainer:
+    """One training run in ``out``; :meth:`run` trains (or resumes) to the last step."""
+
+    def __init__(self, config: TrainConfig, out: str | os.PathLike, corpus: Corpus | None = None,
+                 resume: bool = False):
+        config.validate()
+        self.config, self.out = config, Path(out)
+        self.checkpoint_path = self.out / "checkpoint.pt"
+        torch.set_num_threads(config.threads)
+        self.corpus = corpus if corpus is not None else open_corpus(config.data)
+        self.batches = TrainingBatches(self.corpus, config.split, config.batch_size, config.seconds, config.seed)
+        self.qat_batches = TrainingBatches(self.corpus, config.split, config.qat_batch_size, config.qat_seconds,
+                                           config.seed)
+        self.step = 0
+        self.history: list[tuple[int, float]] = []
+        if resume and self.checkpoint_path.is_file():
+            self._resume()
+        elif self.checkpoint_path.is_file() and not resume:
+            raise ConfigError(f"{self.checkpoint_path} exists; pass --resume to continue it or choose another --out")
+        else:
+            self._start()
+
+    # -- set-up
+    def _start(self) -> None:
+        torch.manual_seed(self.config.seed)
+        if self.config.init:
+            self.model = load_model(self.config.init)
+            if self.model.config != TinyLSTMConfig(self.config.n_bins, self.config.hidden, self.config.layers):
+                raise ConfigError(f"--init {self.config.init} has {self.model.config}, not the requested shape")
+            self.model.quantized = False
+        else:
+            self.model = TinyLSTM(TinyLSTMConfig(self.config.n_bins, self.config.hidden, self.config.layers))
+        self.optimizer = self._optimizer()
+
+    def _optimizer(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.model.parameters(), lr=self.config.lr)
+
+    def _resume(self) -> None:
+        state = torch.load(self.checkpoint_path, map_location="cpu", weights_only=False)
+        saved = TrainConfig(**state["train_config"])
+        if saved != self.config:
+            diff = {k: (v, getattr(self.config, k)) for k, v in dataclasses.asdict(saved).items()
+                    if getattr(self.config, k) != v}
+            raise ConfigError(f"cannot resume {self.checkpoint_path}: options differ (saved, given): {diff}")
+        self.model = restore_model(state["model"])
+        self.model.observing = state["observing"]
+        self.optimizer = self._optimizer()
+        self.optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["torch_rng"])
+        self.step, self.history = state["step"], list(state["history"])
+        log.info("resumed %s at step %d/%d", self.checkpoint_path, self.step, self.config.total_steps)
+
+    def save_checkpoint(self) -> None:
+        atomic_save({"train_config": dataclasses.asdict(self.config), "model": model_state(self.model),
+                     "observing": self.model.observing, "optimizer": self.optimizer.state_dict(),
+                     "torch_rng": torch.get_rng_state(), "step": self.step, "history": self.history},
+                    self.checkpoint_path)
+
+    # -- one step
+    def _lr(self, step: int) -> float:
+        cfg = self.config
+        phase = cfg.phase(step)
+        if phase == "float":  # cosine from lr to lr/10
+            return cfg.lr * (0.55 + 0.45 * math.cos(math.pi * step / max(cfg.float_steps, 1)))
+        return cfg.wqat_lr if phase == "wqat" else cfg.qat_lr
+
+    def _prune_if_due(self) -> None:
+        cfg = self.config
+        if cfg.structure == "none" or cfg.sparsity == 0:
+            return
+        start, end = cfg.schedule()
+        due = start <= self.step <= end and ((self.step - start) % cfg.prune_every == 0 or self.step == end)
+        if not due:
+            return
+        target = cubic_schedule(self.step, start, end, cfg.sparsity)
+        if target <= 0:
+            return
+        apply_masks(self.model, compute_masks(self.model, cfg.structure, target, parse_block(cfg.block)))
+        if self.step % (cfg.prune_every * 10) == 0 or self.step == end:
+            log.info("step %d: pruned to %.3f (%s)", self.step, target, sparsity_report(self.model, False).summary())
+
+    def _enter_qat(self) -> None:
+        """Calibrate activation scales on float batches, then switch to fake-quant with observers on."""
+        cfg = self.config
+        self.calibrate()
+        self.model.quantized = True
+        self.model.observing = cfg.qat_steps > 1
+
+    def calibrate(self) -> None:
+        cfg = self.config
+        self.model.act_max.zero_()
+        self.model.quantized, self.model.observing = False, True
+        with torch.no_grad():
+            for i in range(max(cfg.calib_batches, 1)):
+                self.model(self.qat_batches.batch(10_000_000 + i).features)
+        self.model.observing = False
+        log.info("calibrated activation scales on %d batches", max(cfg.calib_batches, 1))
+
+    def _loss(self, step: int, batch: Batch) -> torch.Tensor:
+        phase = self.config.phase(step)
+        if phase == "qat":
+            mask, _ = self.model(batch.features)
+        else:
+            mask = fast_forward(self.model, batch.features, quantize_weights=phase == "wqat")
+        return spectral_loss(mask, batch)
+
+    def _batch(self, step: int) -> Batch:
+        if self.config.phase(step) == "qat":
+            return self.qat_batches.batch(step)
+        return self.batches.batch(step)
+
+    def train_step(self, batch: Batch) -> float:
+        cfg = self.config
+        for group in self.optimizer.param_groups:
+            group["lr"] = self._lr(self.step)
+        self.model.train()
+        loss = self._loss(self.step, batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip)
+        self.optimizer.step()
+        if self.model.weight_masks or self.model.bias_masks:  # keep pruned parameters at exactly zero
+            apply_masks(self.model, (self.model.weight_masks, self.model.bias_masks))
+        return float(loss.detach())
+
+    # -- the loop
+    def run(self, stop_after: int | None = None) -> TinyLSTM:
+        """Train to the end (or stop before step ``stop_after``, as an interruption would), return the model."""
+        cfg = self.config
+        last = cfg.total_steps if stop_after is None else min(stop_after, cfg.total_steps)
+        started, ema = time.monotonic(), None
+        with ThreadPoolExecutor(1) as pool:
+            pending = pool.submit(self._batch, self.step) if self.step < last else None
+            try:
+                while self.step < last:
+                    batch = pending.result()
+                    self._phase_transitions()
+                    pending = pool.submit(self._batch, self.step + 1) if self.step + 1 < last else None
+                    loss = self.train_step(batch)
+                    ema = loss if ema is None else 0.95 * ema + 0.05 * loss
+                    self.history.append((self.step, loss))
+                    self.step += 1
+                    self._log_progress(ema, started)
+                    if self.step % self.checkpoint_every == 0 and self.step < cfg.total_steps:
+                        self.save_checkpoint()
+            except KeyboardInterrupt:
+                log.warning("interrupted at step %d: writing %s (continue with --resume)", self.step,
+                            self.checkpoint_path)
+                self.save_checkpoint()
+                raise
+        if self.step >= cfg.total_steps:
+            self._finish()
+        self.save_checkpoint()
+        return self.model
+
+    checkpoint_every = 100
+
+    def _phase_transitions(self) -> None:
+        """Work due at the start of step ``self.step``: snapshots, calibration, observer freeze, pruning."""
+        cfg = self.config
+        if self.step == cfg.float_steps and cfg.float_steps > 0:
+            atomic_save(model_state(self.model), self.out / "float.pt")
+            log.info("float phase done: wrote %s", self.out / "float.pt")
+        self._prune_if_due()
+        qat_start = cfg.float_steps + cfg.wqat_steps
+        if self.step == qat_start and not self.model.quantized:
+            self._enter_qat()
+        if self.step == qat_start + cfg.qat_steps // 2 and self.model.observing:
+            self.model.observing = False
+            log.info("step %d: activation observers frozen", self.step)
+
+    def _finish(self) -> None:
+        """Final model: calibrated and quantized even when no QAT step ran."""
+        cfg = self.config
+        if cfg.float_steps > 0 and cfg.wqat_steps == 0 and cfg.qat_steps == 0:
+            atomic_save(model_state(self.model), self.out / "float.pt")
+        if not self.model.quantized:
+            self._enter_qat()
+        self.model.observing = False
+        self.model.eval()
+        atomic_save(model_state(self.model), self.out / "final.pt")
+        log.info("done: %s; wrote %s", sparsity_report(self.model).summary(), self.out / "final.pt")
+
+    def _log_progress(self, ema: float, started: float) -> None:
+        cfg = self.config
+        if self.step % self.log_every and self.step != cfg.total_steps:
+            return
+        elapsed = time.monotonic() - started
+        log.info("step %d/%d [%s] loss %.5f lr %.2e  %.1f s", self.step, cfg.total_steps,
+                 cfg.phase(self.step - 1), ema, self._lr(self.step - 1), elapsed)
+
+    log_every = 20
+
+
+# ---- command line --------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    d = TrainConfig()
+    p = argparse.ArgumentParser(prog="python -m tvmse.train", description=__doc__.split("\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--data", default=d.data, help="corpus manifest.json")
+    p.add_argument("--split", default=d.split, help="corpus split to train on")
+    p.add_argument("--out", required=True, help="run folder (checkpoints, float.pt, final.pt)")
+    p.add_argument("--export", help="write the int8 model as QDQ ONNX here at the end")
+    p.add_argument("--resume", action="store_true", help="continue <out>/checkpoint.pt")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--hidden", type=int, default=d.hidden)
+    p.add_argument("--layers", type=int, default=d.layers)
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--seconds", type=float, default=d.seconds, help="segment length of float/wqat batches")
+    p.add_argument("--float-steps", type=int, default=d.float_steps)
+    p.add_argument("--wqat-steps", type=int, default=d.wqat_steps, help="steps with int8 weights (fast path)")
+    p.add_argument("--qat-steps", type=int, default=d.qat_steps, help="steps of exact int8 fake-quant")
+    p.add_argument("--qat-batch-size", type=int, default=d.qat_batch_size)
+    p.add_argument("--qat-seconds", type=float, default=d.qat_seconds)
+    p.add_argument("--calib-batches", type=int, default=d.calib_batches)
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--wqat-lr", type=float, default=d.wqat_lr)
+    p.add_argument("--qat-lr", type=float, default=d.qat_lr)
+    p.add_argument("--structure", default=d.structure, choices=["none", "weight", "block", "unit"])
+    p.add_argument("--sparsity", type=float, default=d.sparsity,
+                   help="target fraction of zero weights per FC (unit: fraction of hidden units removed)")
+    p.add_argument("--block", default=d.block, help="block shape OUTPUTSxINPUTS")
+    p.add_argument("--prune-start", type=int, help="first pruning step (default: start of wqat)")
+    p.add_argument("--prune-end", type=int, help="step the target is reached (default: 3/4 through wqat)")
+    p.add_argument("--prune-every", type=int, default=d.prune_every)
+    p.add_argument("--init", help="start from this checkpoint's weights (e.g. a dense run's float.pt)")
+    p.add_argument("--threads", type=int, default=d.threads)
+    p.add_argument("--checkpoint-every", type=int, default=Trainer.checkpoint_every)
+    p.add_argument("--log-every", type=int, default=Trainer.log_every)
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    return TrainConfig(**{k: v for k, v in vars(args).items() if k in fields})
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
+    args = build_parser().parse_args(argv)
+    try:
+        config = config_from_args(args)
+        trainer = Trainer(config, args.out, resume=args.resume)
+        trainer.checkpoint_every, trainer.log_every = args.checkpoint_every, args.log_every
+        log.info("config %s", json.dumps(dataclasses.asdict(config)))
+        model = trainer.run()
+        if args.export:
+            export_qdq_onnx(model, args.export)
+            log.info("exported %s", args.export)
+    except TvmseError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
