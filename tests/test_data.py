@@ -17,12 +17,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tvmse.data import (  # noqa: E402
     FEATURE_DB_HIGH, FEATURE_DB_LOW, HOP, N_BINS, N_FFT, SAMPLE_RATE, STREAM_DELAY, Corpus, MixConfig, Mixer,
     MixtureSet, StreamingISTFT, StreamingSTFT, TrainingBatches, analysis_window, apply_mask, bundled_sample_corpus,
-    colored_noise, features, istft, mix_at_snr, n_frames, stft,
+    colored_noise, default_corpus_manifest, features, istft, mix_at_snr, n_frames, stft,
 )
 from tvmse.data.mixing import energy  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_CORPUS = Path(os.environ.get("TVMSE_CORPUS", "/work/shared/data"))
+SHARED_CORPUS = default_corpus_manifest().parent
 
 
 def snr_of(clean, noise):
@@ -339,8 +339,8 @@ def test_bundled_sample_manifest_matches_corpus_format():
     assert all(set(ours[kind]) == {"train", "dev"} for kind in ("speech", "noise"))
 
 
-@pytest.mark.skipif(not (SHARED_CORPUS / "manifest.json").is_file(), reason="shared corpus not present")
 def test_shared_corpus_manifest_loads():
+    assert (SHARED_CORPUS / "manifest.json").is_file(), f"corpus not found at {SHARED_CORPUS}: set TVMSE_CORPUS"
     corpus = Corpus.from_manifest(SHARED_CORPUS / "manifest.json")
     assert len(corpus.speech_files("train")) == 1050 and len(corpus.speech_files("dev")) == 100
     assert len(corpus.noise_files("train")) == len(corpus.noise_files("dev")) == 16

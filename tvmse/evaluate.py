@@ -2,7 +2,7 @@
 
 Usage::
 
-    python -m tvmse.evaluate examples/tinylstm_int8.onnx --data /work/shared/data/manifest.json
+    python -m tvmse.evaluate examples/tinylstm_int8.onnx --data ../shared/data/manifest.json
     python -m tvmse.evaluate runs/dense/float.pt          # a training checkpoint (fp32 or fake-quant)
 
 An ``.onnx`` file (a QDQ TinyLSTM step) runs in onnxruntime one frame per call with the int8 state
@@ -28,13 +28,13 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from tvmse.data import Corpus, MixtureSet, apply_mask, features, istft, stft
+from tvmse.data import Corpus, MixtureSet, apply_mask, default_corpus_manifest, features, istft, stft
 from tvmse.errors import ConfigError, ModelFileError, TvmseError
 from tvmse.metrics import METRICS, evaluate_pair, improvement, mean_scores
 
 log = logging.getLogger("tvmse.evaluate")
 
-DEFAULT_DATA = "/work/shared/data/manifest.json"
+DEFAULT_DATA = str(default_corpus_manifest())
 DEFAULT_SPLIT, DEFAULT_N, DEFAULT_SEED = "dev", 100, 0
 
 MaskFunction = Callable[[np.ndarray], np.ndarray]  # features [T, n_bins] → mask [T, n_bins]

@@ -2,7 +2,7 @@
 
 Usage::
 
-    python -m tvmse.train --data /work/shared/data/manifest.json --out runs/dense --export examples/m.onnx
+    python -m tvmse.train --data ../shared/data/manifest.json --out runs/dense --export examples/m.onnx
     python -m tvmse.train --init runs/dense/float.pt --structure block --sparsity 0.9 --out runs/block90 …
 
 Phases, by global step (``--float-steps``, ``--wqat-steps``, ``--qat-steps``):
@@ -47,7 +47,7 @@ from pathlib import Path
 
 import torch
 
-from tvmse.data import Corpus, TrainingBatches
+from tvmse.data import Corpus, TrainingBatches, default_corpus_manifest
 from tvmse.data.batches import Batch
 from tvmse.errors import ConfigError, ModelFileError, TvmseError
 from tvmse.models import TinyLSTM, TinyLSTMConfig
@@ -59,7 +59,7 @@ from tvmse.models.tinylstm import FEATURE_SCALE
 
 log = logging.getLogger("tvmse.train")
 
-DEFAULT_DATA = "/work/shared/data/manifest.json"
+DEFAULT_DATA = str(default_corpus_manifest())
 COMPRESSION = 0.3  # magnitude exponent of the loss
 EPSILON = 1e-8
 

@@ -5,13 +5,15 @@ Modules: :mod:`.framing` (STFT/ISTFT, streaming pair, features, mask), :mod:`.co
 """
 
 from .batches import Batch, TrainingBatches
-from .corpus import Corpus, CorpusError, CorpusNotFoundError, bundled_sample_corpus, load_audio
+from .corpus import (Corpus, CorpusError, CorpusNotFoundError, bundled_sample_corpus, default_corpus_manifest,
+                     load_audio)
 from .framing import (FEATURE_DB_HIGH, FEATURE_DB_LOW, HOP, N_BINS, N_FFT, SAMPLE_RATE, STREAM_DELAY,
                       StreamingISTFT, StreamingSTFT, analysis_window, apply_mask, features, istft, n_frames, stft)
 from .mixing import MixConfig, Mixer, Mixture, MixtureSet, log_power_percentiles, mix_at_snr
 from .noise import GENERATED_NOISES, colored_noise
 
 __all__ = [
+    "default_corpus_manifest",
     # framing and features
     "SAMPLE_RATE", "N_FFT", "HOP", "N_BINS", "STREAM_DELAY", "FEATURE_DB_LOW", "FEATURE_DB_HIGH",
     "analysis_window", "n_frames", "stft", "istft", "StreamingSTFT", "StreamingISTFT", "features", "apply_mask",

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +28,13 @@ from ..errors import TvmseError
 from .framing import SAMPLE_RATE
 
 log = logging.getLogger(__name__)
+
+
+def default_corpus_manifest() -> Path:
+    """The corpus used when none is named: the folder $TVMSE_CORPUS, else ``shared/data`` beside the checkout."""
+    root = os.environ.get("TVMSE_CORPUS")
+    folder = Path(root) if root else Path(__file__).resolve().parents[3] / "shared" / "data"
+    return folder / "manifest.json"
 
 
 class CorpusNotFoundError(TvmseError, FileNotFoundError):
@@ -84,7 +92,7 @@ class Corpus:
             path = path / "manifest.json"
         if not path.is_file():
             raise CorpusNotFoundError(f"corpus manifest {path} does not exist; point to a manifest.json "
-                                    f"(e.g. /work/shared/data/manifest.json) or use Corpus.from_folder")
+                                    f"(--data, or set TVMSE_CORPUS) or use Corpus.from_folder")
         try:
             manifest = json.loads(path.read_text())
         except json.JSONDecodeError as err:
