@@ -18,6 +18,7 @@ run never leaves a half-written output directory (an existing one is replaced on
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -26,6 +27,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 from tvmse.errors import ConfigError, OutputError, TvmseError
 from tvmse.ir import IntegerGraph
@@ -99,6 +101,25 @@ def _publish(staging: Path, output_dir: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def _staged_output(output_dir: Path) -> Iterator[Path]:
+    """A staging folder to fill instead of ``output_dir``: published when the block completes, deleted
+    if it raises, so no target ever leaves a half-written output directory."""
+    staging = _staging_dir(output_dir)
+    try:
+        yield staging
+        _publish(staging, output_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def _write_report(folder: Path, report: dict, markdown: str) -> None:
+    """``report.json`` and ``report.md``, named and formatted the same for every target."""
+    (folder / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    (folder / "report.md").write_text(markdown)
+
+
 def compile_model(model_path: str | os.PathLike, target: str = "ethos-u55", accelerator_config: str | None = None,
                   system_config: str | None = None, memory_mode: str | None = None,
                   output_dir: str | os.PathLike | None = None, verify_trials: int = 8,
@@ -115,8 +136,7 @@ def compile_model(model_path: str | os.PathLike, target: str = "ethos-u55", acce
     check_disabled(tuple(disabled_passes))
     name = model_path.stem
     output_dir = Path(output_dir) if output_dir else Path("out") / f"{name}-{config.accelerator}"
-    staging = _staging_dir(output_dir)
-    try:
+    with _staged_output(output_dir) as staging:
         logger.info("importing %s with TVM (ONNX → Relax → integer form)", model_path)
         source = load_model(model_path)
         graph, rewrites = run_pipeline(source, tuple(disabled_passes), config)
@@ -137,12 +157,7 @@ def compile_model(model_path: str | os.PathLike, target: str = "ethos-u55", acce
         if _write_npu_glue(graph, build.vela.optimized_model, staging / "src"):
             artifacts["src/"] = "C glue: NPU calls via tvmse_npu_invoke() (tvmse_npu.h), CPU ops as M55 kernels"
         report = build_report(model_path, graph, build, target, artifacts, rewrites)
-        (staging / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-        (staging / "report.md").write_text(render_markdown(report))
-        _publish(staging, output_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+        _write_report(staging, report, render_markdown(report))
     return CompileResult(output_dir, report, graph)
 
 

@@ -6,6 +6,11 @@ traceback is shown for these. Anything else escaping is a bug in tvmse and keeps
 
 from __future__ import annotations
 
+import argparse
+import logging
+import sys
+from typing import Callable
+
 
 class TvmseError(Exception):
     """Base of every error caused by the user's input or environment."""
@@ -39,3 +44,18 @@ class BudgetError(TvmseError):
 
 class ToolError(TvmseError):
     """An external tool (Vela, a compiler, an emulator) failed or is missing."""
+
+
+def run_command(parser: argparse.ArgumentParser, argv: list[str] | None,
+                command: Callable[[argparse.Namespace], int | None]) -> int:
+    """``main`` of the training-side commands (train, prune, evaluate): timestamped INFO logging on
+    stderr, parse ``argv``, run ``command``; a TvmseError is printed as ``error: …`` and becomes the
+    exit code, as the module docstring promises. ``command`` may return its own exit code (None: 0).
+    """
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
+    args = parser.parse_args(argv)
+    try:
+        return command(args) or 0
+    except TvmseError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return err.exit_code

@@ -29,7 +29,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from tvmse.data import Corpus, MixtureSet, apply_mask, default_corpus_manifest, features, istft, stft
-from tvmse.errors import ConfigError, ModelFileError, TvmseError
+from tvmse.errors import ConfigError, ModelFileError, run_command
 from tvmse.metrics import METRICS, evaluate_pair, improvement, mean_scores
 
 log = logging.getLogger("tvmse.evaluate")
@@ -129,25 +129,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
-    args = build_parser().parse_args(argv)
-    try:
-        metrics = [m for m in args.metrics.split(",") if m]
-        unknown = sorted(set(metrics) - set(METRICS))
-        if unknown:
-            raise ConfigError(f"unknown metric(s) {unknown}; choose from {', '.join(METRICS)}")
-        mask_function = load_mask_function(args.model)
-        mixtures = mixture_set(args.data, args.split, args.n, args.seed)
-        log.info("%d mixtures of split %r, seed %d", len(mixtures), args.split, args.seed)
-        summary = summarize(score_noisy(mixtures, metrics), score_enhanced(mask_function, mixtures, metrics))
-        print(f"{args.model}: {len(mixtures)} mixtures of {args.data} split {args.split} seed {args.seed}")
-        print(format_summary(summary))
-        if args.json:
-            Path(args.json).write_text(json.dumps(summary, indent=2))
-    except TvmseError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return err.exit_code
-    return 0
+    return run_command(build_parser(), argv, _evaluate)
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    metrics = [m for m in args.metrics.split(",") if m]
+    unknown = sorted(set(metrics) - set(METRICS))
+    if unknown:
+        raise ConfigError(f"unknown metric(s) {unknown}; choose from {', '.join(METRICS)}")
+    mask_function = load_mask_function(args.model)
+    mixtures = mixture_set(args.data, args.split, args.n, args.seed)
+    log.info("%d mixtures of split %r, seed %d", len(mixtures), args.split, args.seed)
+    summary = summarize(score_noisy(mixtures, metrics), score_enhanced(mask_function, mixtures, metrics))
+    print(f"{args.model}: {len(mixtures)} mixtures of {args.data} split {args.split} seed {args.seed}")
+    print(format_summary(summary))
+    if args.json:
+        Path(args.json).write_text(json.dumps(summary, indent=2))
 
 
 if __name__ == "__main__":

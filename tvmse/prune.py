@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from tvmse.errors import QuantizationError, TvmseError
+from tvmse.errors import QuantizationError, run_command
 from tvmse.models.export import export_qdq_onnx
 from tvmse.models.quant import fake_quant_weight
 from tvmse.models.sparsity import (DEFAULT_BLOCK, STRUCTURES, apply_masks, check_sparsity, check_structure,
@@ -75,20 +75,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
-    args = build_parser().parse_args(argv)
-    try:
-        model = prune_int8(load_model(args.checkpoint), args.structure, args.sparsity, parse_block(args.block))
-        log.info("pruned %s: %s", args.checkpoint, sparsity_report(model).summary())
-        if args.save:
-            atomic_save(model_state(model), Path(args.save))
-        if args.export:
-            export_qdq_onnx(model, args.export)
-            log.info("exported %s", args.export)
-    except TvmseError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return err.exit_code
-    return 0
+    return run_command(build_parser(), argv, _prune)
+
+
+def _prune(args: argparse.Namespace) -> None:
+    model = prune_int8(load_model(args.checkpoint), args.structure, args.sparsity, parse_block(args.block))
+    log.info("pruned %s: %s", args.checkpoint, sparsity_report(model).summary())
+    if args.save:
+        atomic_save(model_state(model), Path(args.save))
+    if args.export:
+        export_qdq_onnx(model, args.export)
+        log.info("exported %s", args.export)
 
 
 if __name__ == "__main__":

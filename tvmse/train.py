@@ -49,7 +49,7 @@ import torch
 
 from tvmse.data import Corpus, TrainingBatches, default_corpus_manifest
 from tvmse.data.batches import Batch
-from tvmse.errors import ConfigError, ModelFileError, TvmseError
+from tvmse.errors import ConfigError, ModelFileError, run_command
 from tvmse.models import TinyLSTM, TinyLSTMConfig
 from tvmse.models.export import export_qdq_onnx
 from tvmse.models.quant import fake_quant, fake_quant_bias, fake_quant_weight, weight_scales
@@ -459,8 +459,11 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
-    args = build_parser().parse_args(argv)
+    return run_command(build_parser(), argv, _train)
+
+
+def _train(args: argparse.Namespace) -> int | None:
+    """Train as ``args`` say; Ctrl-C ends the run with exit code 130 instead of a traceback."""
     try:
         config = config_from_args(args)
         trainer = Trainer(config, args.out, resume=args.resume)
@@ -470,12 +473,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.export:
             export_qdq_onnx(model, args.export)
             log.info("exported %s", args.export)
-    except TvmseError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return err.exit_code
     except KeyboardInterrupt:
         return 130
-    return 0
+    return None
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ high-water mark.
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import tempfile
@@ -112,7 +111,7 @@ def compile_cortex_m(model_path: Path, output_dir: Path, run: str | None = None,
                      frames: int = 50, disabled_passes: tuple[str, ...] = ()) -> dict:
     """Compile for the Cortex-M55 into ``output_dir`` (see the module docstring); returns the report."""
     from tvmse import __version__
-    from tvmse.compile import _publish, _staging_dir, load_model
+    from tvmse.compile import _staged_output, _write_report, load_model
     from tvmse.passes.pipeline import check_disabled, run_pipeline
     from tvmse.report import _sha256, model_section
     from tvmse.targets.host import HostReference
@@ -126,8 +125,7 @@ def compile_cortex_m(model_path: Path, output_dir: Path, run: str | None = None,
     network = lower.lower(graph)
     glue = glue_mod.generate(network)
     check_budget(glue, network, ram_budget)
-    staging = _staging_dir(output_dir)
-    try:
+    with _staged_output(output_dir) as staging:
         glue_mod.write(glue, staging / "src")
         notes, emulated = {}, None
         if run == "fvp":
@@ -153,12 +151,7 @@ def compile_cortex_m(model_path: Path, output_dir: Path, run: str | None = None,
                   "target": "cortex-m55", "model": model_section(graph),
                   "cpu": cpu_section(network, glue, emulated, notes), "passes": list(rewrites),
                   "artifacts": artifacts}
-        (staging / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-        (staging / "report.md").write_text(render_markdown(report))
-        _publish(staging, output_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+        _write_report(staging, report, render_markdown(report))
     return report
 
 

@@ -158,6 +158,23 @@ def _elementwise(shape: tuple[int, ...], body) -> tvm.tirx.PrimFunc:
     return te.create_prim_func([a, b, y]).with_attr("tirx.noalias", True)
 
 
+def _requantize_output(d: tirx.PrimExpr, span: Span, m: int, shift: int, y_zp: int,
+                       forms: list[str]) -> tirx.PrimExpr:
+    """Last step of both MUL and ADD: rescale the int32 result ``d`` to the output and clamp to int8.
+
+    Appends the high-multiply form used to ``forms``; raises ``_NotInt32`` if an intermediate could
+    leave int32 (the op then keeps its legalized kernel).
+    """
+    req = requantize(d, span, 0, m, shift)
+    if req is None:
+        raise _NotInt32
+    forms.append(req[2])
+    out = _to_int8(req[0], req[1], y_zp)
+    if out is None:
+        raise _NotInt32
+    return out
+
+
 def mul(shape: tuple[int, ...], params: dict, y_zp: int) -> tuple[tvm.tirx.PrimFunc, str] | None:
     """PrimFunc ``(a i8, b i8) → y i8`` of TFLite's int8 MUL, and the high-multiply form used."""
     forms = []
@@ -166,14 +183,7 @@ def mul(shape: tuple[int, ...], params: dict, y_zp: int) -> tuple[tvm.tirx.PrimF
         da, sa = _centered(a, params["a_zp"])
         db, sb = _centered(b, params["b_zp"])
         span = _product_span(sa, sb)
-        req = requantize(da * db, span, 0, params["mult"], params["shift"])
-        if req is None:
-            raise _NotInt32
-        forms.append(req[2])
-        out = _to_int8(req[0], req[1], y_zp)
-        if out is None:
-            raise _NotInt32
-        return out
+        return _requantize_output(da * db, span, params["mult"], params["shift"], y_zp, forms)
 
     try:
         return _elementwise(shape, body), forms[0]
@@ -198,14 +208,7 @@ def add(shape: tuple[int, ...], params: dict, y_zp: int) -> tuple[tvm.tirx.PrimF
         total = Span(spans[0].lo + spans[1].lo, spans[0].hi + spans[1].hi)
         if not total.fits_int32():
             raise _NotInt32
-        req = requantize(scaled[0] + scaled[1], total, 0, params["out_mult"], params["out_shift"])
-        if req is None:
-            raise _NotInt32
-        forms.append(req[2])
-        out = _to_int8(req[0], req[1], y_zp)
-        if out is None:
-            raise _NotInt32
-        return out
+        return _requantize_output(scaled[0] + scaled[1], total, params["out_mult"], params["out_shift"], y_zp, forms)
 
     try:
         return _elementwise(shape, body), "+".join(forms)

@@ -110,29 +110,43 @@ def _weights_c(network: LoweredNetwork) -> tuple[str, list[str]]:
 
 
 def _header(network: LoweredNetwork, interface: Interface, arena: int) -> str:
-    tensors = network.tensors
-    fields = "\n".join(f"    int8_t {relax_name(i)}[{tensors[i].nbytes}];" for i in interface.state)
+    sizes = {name: network.tensors[name].nbytes for name in [interface.frame, interface.mask, *interface.state]}
+    return model_header(
+        "Streaming step of an int8 network compiled by tvmse for the Cortex-M55.",
+        " * No heap; one statically allocated arena of TVMSE_ARENA_BYTES holds every intermediate tensor.\n"
+        " * Not re-entrant (the arena is shared): call from one thread. Returns 0, or -(k+1) if kernel k failed.",
+        interface, sizes, arena, {"TVMSE_NUM_KERNELS": len(network.steps)})
+
+
+def model_header(title: str, notes: str, interface: Interface, sizes: dict[str, int], arena: int,
+                 counts: dict[str, int]) -> str:
+    """``tvmse_model.h``: the C API (state struct, ``tvmse_init``, ``tvmse_step``, sizes).
+
+    Shared by the CPU-only and the NPU glue so an application sees one API whichever target built
+    it; ``notes`` (comment lines) says how this build runs, ``counts`` adds its own ``#define``s.
+    """
+    fields = "\n".join(f"    int8_t {relax_name(i)}[{sizes[i]}];" for i in interface.state)
+    defines = "\n".join(f"#define {name} {value}" for name, value in counts.items())
     return f"""\
 /*
- * {network.graph.outputs and 'Streaming step'} of an int8 network compiled by tvmse for the Cortex-M55.
+ * {title}
  *
  *   tvmse_state_t state;
  *   tvmse_init(&state);                        // zero state (int8 0 in every element)
  *   for each frame: tvmse_step(frame, mask, &state);
  *
- * No heap; one statically allocated arena of TVMSE_ARENA_BYTES holds every intermediate tensor.
- * Not re-entrant (the arena is shared): call from one thread. Returns 0, or -(k+1) if kernel k failed.
+{notes}
  */
 #ifndef TVMSE_MODEL_H
 #define TVMSE_MODEL_H
 
 #include <stdint.h>
 
-#define TVMSE_FRAME_SIZE {tensors[interface.frame].nbytes}   /* int8 elements of '{interface.frame}' */
-#define TVMSE_MASK_SIZE {tensors[interface.mask].nbytes}    /* int8 elements of '{interface.mask}' */
+#define TVMSE_FRAME_SIZE {sizes[interface.frame]}   /* int8 elements of '{interface.frame}' */
+#define TVMSE_MASK_SIZE {sizes[interface.mask]}    /* int8 elements of '{interface.mask}' */
 #define TVMSE_ARENA_BYTES {arena}
-#define TVMSE_STATE_BYTES {sum(tensors[i].nbytes for i in interface.state)}  /* bytes of state held in tvmse_state_t */
-#define TVMSE_NUM_KERNELS {len(network.steps)}
+#define TVMSE_STATE_BYTES {sum(sizes[i] for i in interface.state)}  /* bytes of state held in tvmse_state_t */
+{defines}
 
 typedef struct {{
 {fields or '    int8_t unused;'}

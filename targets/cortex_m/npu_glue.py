@@ -149,41 +149,14 @@ def _npu_data_c(model: VelaModel) -> tuple[str, dict[int, str]]:
 
 
 def _header(model: VelaModel, interface: glue.Interface, arena: int) -> str:
-    size = {n: model.by_name(n).nbytes for n in [interface.frame, interface.mask, *interface.state]}
-    fields = "\n".join(f"    int8_t {relax_name(i)}[{size[i]}];" for i in interface.state)
-    return f"""\
-/*
- * Streaming step of an int8 network compiled by tvmse for the Cortex-M55 + Ethos-U (Vela).
- *
- *   tvmse_state_t state;
- *   tvmse_init(&state);                        // zero state (int8 0 in every element)
- *   for each frame: tvmse_step(frame, mask, &state);
- *
- * The NPU subgraphs run through tvmse_npu_invoke() (tvmse_npu.h, provided by the application);
- * operators Vela left on the CPU run as C kernels. No heap; one static arena of TVMSE_ARENA_BYTES
- * laid out as Vela planned it. Not re-entrant. Returns 0, or -(k+1) if operator k failed.
- */
-#ifndef TVMSE_MODEL_H
-#define TVMSE_MODEL_H
-
-#include <stdint.h>
-
-#define TVMSE_FRAME_SIZE {size[interface.frame]}   /* int8 elements of '{interface.frame}' */
-#define TVMSE_MASK_SIZE {size[interface.mask]}    /* int8 elements of '{interface.mask}' */
-#define TVMSE_ARENA_BYTES {arena}
-#define TVMSE_STATE_BYTES {sum(size[i] for i in interface.state)}  /* bytes of state held in tvmse_state_t */
-#define TVMSE_NUM_NPU_CALLS {len(model.npu_calls)}
-#define TVMSE_NUM_CPU_OPS {len(model.cpu_ops)}
-
-typedef struct {{
-{fields or '    int8_t unused;'}
-}} tvmse_state_t;
-
-void tvmse_init(tvmse_state_t *state);
-int tvmse_step(const int8_t *frame, int8_t *mask, tvmse_state_t *state);
-
-#endif /* TVMSE_MODEL_H */
-"""
+    sizes = {n: model.by_name(n).nbytes for n in [interface.frame, interface.mask, *interface.state]}
+    return glue.model_header(
+        "Streaming step of an int8 network compiled by tvmse for the Cortex-M55 + Ethos-U (Vela).",
+        " * The NPU subgraphs run through tvmse_npu_invoke() (tvmse_npu.h, provided by the application);\n"
+        " * operators Vela left on the CPU run as C kernels. No heap; one static arena of TVMSE_ARENA_BYTES\n"
+        " * laid out as Vela planned it. Not re-entrant. Returns 0, or -(k+1) if operator k failed.",
+        interface, sizes, arena,
+        {"TVMSE_NUM_NPU_CALLS": len(model.npu_calls), "TVMSE_NUM_CPU_OPS": len(model.cpu_ops)})
 
 
 class _ModelWriter:
