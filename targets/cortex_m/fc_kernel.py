@@ -12,8 +12,12 @@ library does:
 - rows are computed ``ROWS`` at a time, so each input vector load feeds ``ROWS`` dot products
   (the same blocking as CMSIS-DSP's Helium ``arm_mat_vec_mult_q7``);
 - requantization is the integer form's per-channel FULLY_CONNECTED rule (``tvmse.ir.kernels``):
-  one rounding of ``p = acc·m`` by ``2^(31−shift)``, halves away from zero, in int64, once per
-  output.
+  one rounding of ``p = acc·m`` by ``2^t``, ``t = 31−shift``, halves away from zero, once per
+  output. When every channel has ``shift ≤ −2`` (rescale < 1/4, the usual FC case) only the high
+  word of ``p + s`` (``s = acc >> 31``, one ``smlal``) is needed, since floors nest:
+  ``⌊(p + s + 2^(t−1)) / 2^t⌋ = (((⌊(p + s) / 2^32⌋ >> (t − 33)) + 1) >> 1``; the zero point is
+  folded in as ``(… + 1 + 2·zp) >> 1`` and the clamp stays in int32 (``ssat``), ~9 instructions
+  per output instead of ~29. Otherwise the general int64 form is used.
 """
 
 from __future__ import annotations
@@ -45,13 +49,50 @@ def _requantize(y, index, acc, mult, shift, zp):
         + T.int64(zp), T.int64(127)), T.int64(-128)))
 
 
-def fully_connected(n: int, k: int, y_zero_point: int):
+#: Largest per-channel shift for which the requantization runs in the high word of ``acc·m``.
+HIGH_WORD_MAX_SHIFT = -2
+
+
+def uses_high_word(shift: np.ndarray) -> bool:
+    """Whether an FC with these per-channel shifts gets the high-word requantization."""
+    return int(np.max(shift)) <= HIGH_WORD_MAX_SHIFT
+
+
+def shift_operand(shift: np.ndarray) -> np.ndarray:
+    """The kernel's ``shift`` argument for these per-channel shifts (int32).
+
+    The high-word form takes the right shift of the high word, ``−2 − shift`` ∈ [0, 29] (from
+    flash, one load instead of a load and a subtract; TVM's simplifier also drops the clamp after
+    a shift by ``c − shift[i]``, a bound it gets wrong), the general form ``shift`` itself.
+    """
+    shift = np.asarray(shift, np.int64)
+    return (HIGH_WORD_MAX_SHIFT - shift if uses_high_word(shift) else shift).astype(np.int32)
+
+
+@T.macro
+def _requantize_high_word(y, index, acc, mult, amount, zp2):
+    # For shift ≤ −2, i.e. t = 31 − shift ≥ 33 (see the module docstring):
+    # round_away(p / 2^t) = ((⌊(p + s) / 2^32⌋ >> (t − 33)) + 1) >> 1 with s = acc >> 31 and
+    # amount[index] = t − 33 = −2 − shift. The zero point enters as (… + 1 + 2·zp) >> 1 and the
+    # clamp is in int32 (|⌊(p + s) / 2^32⌋| ≤ 2^30).
+    y[0, index] = T.Cast("int8", T.max(T.min(
+        ((T.Cast("int32", (T.Cast("int64", acc) * T.Cast("int64", mult[index])
+                           + T.Cast("int64", acc >> T.int32(31))) >> T.int64(32))
+          >> amount[index])
+         + T.int32(zp2)) >> T.int32(1), T.int32(127)), T.int32(-128)))
+
+
+def fully_connected(n: int, k: int, y_zero_point: int, high_word: bool = False):
     """PrimFunc ``(x[1,k] i8, w[n,k] i8, bias[n] i32, mult[n] i32, shift[n] i32) → y[1,n] i8``.
 
-    ``bias`` must already hold the folded bias (``folded_bias``).
+    ``bias`` must already hold the folded bias (``folded_bias``). ``shift`` holds
+    ``shift_operand(shift)``; ``high_word`` must be ``uses_high_word(shift)`` (the cheaper
+    requantization of the high word of ``acc·m``; otherwise the general int64 one).
     """
     blocks, tail = divmod(n, ROWS)
     zp = int(y_zero_point)
+    requantize = _requantize_high_word if high_word else _requantize
+    zq = 1 + 2 * zp if high_word else zp
 
     @T.prim_func
     def fc(x: T.Buffer((1, k), "int8"), w: T.Buffer((n, k), "int8"), bias: T.Buffer((n,), "int32"),
@@ -66,11 +107,11 @@ def fully_connected(n: int, k: int, y_zero_point: int):
                 for r in T.unroll(ROWS):
                     acc[r] = acc[r] + T.Cast("int32", x[0, kk]) * T.Cast("int32", w[nb * ROWS + r, kk])
             for r in T.unroll(ROWS):
-                _requantize(y, nb * ROWS + r, acc[r], mult, shift, zp)
+                requantize(y, nb * ROWS + r, acc[r], mult, shift, zq)
         for t in range(tail):
             acc[0] = bias[blocks * ROWS + t]
             for kk in range(k):
                 acc[0] = acc[0] + T.Cast("int32", x[0, kk]) * T.Cast("int32", w[blocks * ROWS + t, kk])
-            _requantize(y, blocks * ROWS + t, acc[0], mult, shift, zp)
+            requantize(y, blocks * ROWS + t, acc[0], mult, shift, zq)
 
     return fc

@@ -153,9 +153,10 @@ class _Lowerer:
                 self.const(f"{symbol}_weight", weight.astype(np.int8)),
                 self.const(f"{symbol}_bias", fc_kernel.folded_bias(weight, op.consts["bias"], x.zero_point)),
                 self.const(f"{symbol}_multiplier", op.consts["multiplier"].astype(np.int32)),
-                self.const(f"{symbol}_shift", op.consts["shift"].astype(np.int32)),
+                self.const(f"{symbol}_shift", fc_kernel.shift_operand(op.consts["shift"])),
                 op.name]
-        func = fc_kernel.fully_connected(n, k, op.output.zero_point)
+        func = fc_kernel.fully_connected(n, k, op.output.zero_point,
+                                         high_word=fc_kernel.uses_high_word(op.consts["shift"]))
         self.fc[symbol] = func.with_attr("global_symbol", symbol)
         self.steps.append(Step(symbol, op.name, op.kind, args, macs=int(n * k)))
 

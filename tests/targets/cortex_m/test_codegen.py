@@ -57,6 +57,21 @@ def test_fully_connected_with_input_zero_point_and_row_tail(tmp_path):
     assert [k["kind"] for k in run.kernels] == ["fully_connected"]
 
 
+def test_fully_connected_with_large_scales_keeps_the_general_requantization(tmp_path):
+    """Rescales ≥ 1/4 (shift ≥ −1) take the int64 requantization, not the high-word one."""
+    import tvmse.ir.build as ops
+    from tvmse.targets.cortex_m import fc_kernel
+    rng = np.random.default_rng(5)
+    k, n = 24, 9
+    x = TensorInfo("frame", (1, k), 0.5, 3)
+    fc = ops.fully_connected("mask", x, rng.integers(-3, 4, (n, k)), rng.integers(-20, 20, n),
+                             rng.uniform(0.05, 0.6, n), 0.25, -2)
+    assert not fc_kernel.uses_high_word(fc.consts["shift"])
+    graph = IntegerGraph(inputs=[x], outputs=["mask"], ops=[fc])
+    _, _, run = _compile_and_run(graph, tmp_path, random_frames((1, k), 8, seed=3))
+    assert run.bit_exact
+
+
 def test_fully_connected_rounds_exact_ties_away_from_zero(tmp_path):
     """Power-of-two scales make exact .5 ties; negative ones must round away from zero (as TFLite)."""
     import tvmse.ir.build as ops
