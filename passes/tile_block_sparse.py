@@ -147,7 +147,9 @@ def candidates(arch: EthosUArch, memory_mode: str, weight: np.ndarray, unique: b
 
 # ---- match / check / rewrite ---------------------------------------------------------------------
 def match(graph: IntegerGraph) -> list[IntOp]:
-    return [op for op in graph.ops if op.kind == "fully_connected"]
+    """Fully connected ops on row vectors ([1, K] → [1, N])."""
+    tensors = graph.tensors()
+    return [op for op in graph.ops if op.kind == "fully_connected" and len(tensors[op.inputs[0]].shape) == 2]
 
 
 def check(op: IntOp, arch: EthosUArch) -> str | None:

@@ -69,9 +69,32 @@ def resolve_vela_config(target: str, accelerator_config: str | None, system_conf
     return config
 
 
-def load_model(path: Path) -> IntegerGraph:
+def load_model(path: Path, state: dict[str, str] | None = None):
+    """The imported model (``tvmse.frontend.Imported``): integer graph, state pairs, importer notes."""
     from tvmse import frontend
-    return frontend.load(path)
+    return frontend.import_model(path, state)
+
+
+def import_section(imported) -> dict:
+    """What the report says of the import: the source format, the state pairs and how each was found,
+    the requantizations the importer inserted."""
+    pairs = imported.graph.state_pairs
+    return {"format": imported.format,
+            "state_pairs": [{"input": i, "output": o, "found": imported.state_found.get(i, "by name")}
+                            for i, o in pairs.items()],
+            "requantizations_inserted": list(imported.inserted)}
+
+
+def parse_state_pairs(values: list[str]) -> dict[str, str]:
+    """``--state IN=OUT`` options as a dict; ConfigError for a malformed one."""
+    pairs = {}
+    for value in values:
+        name_in, sep, name_out = value.partition("=")
+        if not sep or not name_in or not name_out:
+            raise ConfigError(f"--state {value!r}: expected INPUT=OUTPUT (a state input and the output that "
+                              "feeds it at the next step)")
+        pairs[name_in] = name_out
+    return pairs
 
 
 def _staging_dir(output_dir: Path) -> Path:
@@ -123,7 +146,7 @@ def _write_report(folder: Path, report: dict, markdown: str) -> None:
 def compile_model(model_path: str | os.PathLike, target: str = "ethos-u55", accelerator_config: str | None = None,
                   system_config: str | None = None, memory_mode: str | None = None,
                   output_dir: str | os.PathLike | None = None, verify_trials: int = 8,
-                  disabled_passes: tuple[str, ...] = ()) -> CompileResult:
+                  disabled_passes: tuple[str, ...] = (), state: dict[str, str] | None = None) -> CompileResult:
     """Compile a model file for an Ethos-U NPU; see the module docstring for what is written."""
     from tvmse.passes.pipeline import check_disabled, run_pipeline
     from tvmse.report import build_report, render_markdown
@@ -137,9 +160,9 @@ def compile_model(model_path: str | os.PathLike, target: str = "ethos-u55", acce
     name = model_path.stem
     output_dir = Path(output_dir) if output_dir else Path("out") / f"{name}-{config.accelerator}"
     with _staged_output(output_dir) as staging:
-        logger.info("importing %s with TVM (ONNX → Relax → integer form)", model_path)
-        source = load_model(model_path)
-        graph, rewrites = run_pipeline(source, tuple(disabled_passes), config)
+        logger.info("importing %s into the integer form", model_path)
+        imported = load_model(model_path, state)
+        graph, rewrites = run_pipeline(imported.graph, tuple(disabled_passes), config)
         logger.info("building the host reference (TVM, LLVM): %d integer ops", len(graph.ops))
         reference = HostReference(graph)
         build = ethosu.build(graph, config, reference, verify_trials=verify_trials, name=name)
@@ -157,6 +180,7 @@ def compile_model(model_path: str | os.PathLike, target: str = "ethos-u55", acce
         if _write_npu_glue(graph, build.vela.optimized_model, staging / "src"):
             artifacts["src/"] = "C glue: NPU calls via tvmse_npu_invoke() (tvmse_npu.h), CPU ops as M55 kernels"
         report = build_report(model_path, graph, build, target, artifacts, rewrites)
+        report["import"] = import_section(imported)
         _write_report(staging, report, render_markdown(report))
     return CompileResult(output_dir, report, graph)
 
@@ -185,7 +209,7 @@ def _write_npu_glue(graph: IntegerGraph, optimized_model: bytes, directory: Path
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m tvmse.compile", description=__doc__.split("\n")[0])
-    p.add_argument("model", help="int8 QDQ ONNX model of one streaming step")
+    p.add_argument("model", help="model of one streaming step: int8 .tflite or int8 QDQ .onnx")
     p.add_argument("--target", default="ethos-u55", help=f"one of: {', '.join([*TARGETS, CORTEX_M_TARGET])} (default ethos-u55)")
     p.add_argument("--accelerator-config", help="Vela accelerator, e.g. ethos-u55-128 (default per target)")
     p.add_argument("--system-config", help="Vela system config (default Ethos_U55_High_End_Embedded for U55)")
@@ -195,6 +219,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="random input sets on which the TFLite model must equal the host reference (default 8)")
     p.add_argument("--disable-pass", action="append", default=[], metavar="NAME",
                    help="skip one pass of the default pipeline (repeatable)")
+    p.add_argument("--state", action="append", default=[], metavar="IN=OUT",
+                   help="pair a state input with the output that feeds it next step (repeatable; "
+                        "default: found by name or size)")
     p.add_argument("-q", "--quiet", action="store_true", help="only the summary line")
     # cortex-m55: the whole network as C for the CPU (tvmse.targets.cortex_m.compile_cpu)
     p.add_argument("--run", choices=("qemu", "fvp"),
@@ -213,7 +240,8 @@ def main(argv: list[str] | None = None) -> int:
         return _main_cortex_m(args)
     try:
         result = compile_model(args.model, args.target, args.accelerator_config, args.system_config,
-                               args.memory_mode, args.output_dir, args.verify_trials, tuple(args.disable_pass))
+                               args.memory_mode, args.output_dir, args.verify_trials, tuple(args.disable_pass),
+                               parse_state_pairs(args.state))
     except TvmseError as e:
         print(f"tvmse: error: {e}", file=sys.stderr)
         return e.exit_code
@@ -230,7 +258,7 @@ def _main_cortex_m(args: argparse.Namespace) -> int:
     output_dir = Path(args.output_dir) if args.output_dir else Path("out") / f"{model.stem}-cortex-m55"
     try:
         report = compile_cortex_m(model, output_dir, args.run, args.ram_budget, args.frames,
-                                  tuple(args.disable_pass))
+                                  tuple(args.disable_pass), parse_state_pairs(args.state))
     except TvmseError as e:
         print(f"tvmse: error: {e}", file=sys.stderr)
         return e.exit_code

@@ -571,3 +571,49 @@ def slice(x, begin: Sequence[int], size: Sequence[int]) -> np.ndarray:  # noqa: 
         if not 0 <= b <= e <= dim:
             raise ValueError(f"slice [{b}, {e}) is outside an axis of length {dim}")
     return strided_slice(x, begin, end, [1] * x.ndim)
+
+
+# --------------------------------------------------------------------------
+# Rescaling ops: QUANTIZE (int8 → int8), RELU family, LEAKY_RELU, fused activations
+# --------------------------------------------------------------------------
+
+
+def requantize_multiplier(x_scale, y_scale) -> tuple[int, int]:
+    """TFLite QUANTIZE int8 → int8: ``double(s_in) / double(s_out)``."""
+    return quantize_multiplier(np.float64(_scale(x_scale)) / np.float64(_scale(y_scale)))
+
+
+def relu_multiplier(x_scale, y_scale) -> tuple[int, int]:
+    """TFLite RELU/RELU6/RELU_N1_TO_1: ``s_in / s_out`` divided in float32, then promoted."""
+    with np.errstate(over="ignore", under="ignore"):
+        real = np.float32(_scale(x_scale) / _scale(y_scale))
+    return quantize_multiplier(np.float64(real))
+
+
+def leaky_relu_multipliers(x_scale, alpha, y_scale) -> tuple[tuple[int, int], tuple[int, int]]:
+    """TFLite LEAKY_RELU: (identity, alpha) multipliers, ``s_in·alpha / s_out`` in float32."""
+    x, y = _scale(x_scale), _scale(y_scale)
+    with np.errstate(over="ignore", under="ignore"):
+        alpha_real = np.float32(np.float32(x * np.float32(alpha)) / y)
+        identity_real = np.float32(x / y)
+    return quantize_multiplier(np.float64(identity_real)), quantize_multiplier(np.float64(alpha_real))
+
+
+# Fused activation → its real-valued range (None: unbounded), as CalculateActivationRangeQuantized.
+ACTIVATION_RANGES = {"NONE": (None, None), "RELU": (0.0, None), "RELU6": (0.0, 6.0), "RELU_N1_TO_1": (-1.0, 1.0),
+                     "RELU_0_TO_1": (0.0, 1.0)}
+
+
+def activation_range(activation: str, y_scale, y_zp) -> tuple[int, int]:
+    """The int8 clamp a fused activation means for an output quantized (y_scale, y_zp)."""
+    if activation not in ACTIVATION_RANGES:
+        raise ValueError(f"fused activation {activation!r} is not one of {sorted(ACTIVATION_RANGES)}")
+    low, high = ACTIVATION_RANGES[activation]
+    scale, zp = _scale(y_scale), _zero_point(y_zp)
+
+    def quantize(value: float) -> int:
+        return zp + int(_round_half_away_from_zero(np.float32(np.float32(value) / scale)))
+
+    lo = INT8_MIN if low is None else max(INT8_MIN, quantize(low))
+    hi = INT8_MAX if high is None else min(INT8_MAX, quantize(high))
+    return lo, hi

@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import numpy as np
+
 import tvmse
 from tvmse.ir import IntegerGraph
 from tvmse.targets.ethosu import EthosUBuild
@@ -20,15 +22,15 @@ def _sha256(path: Path) -> str:
 
 
 def model_section(graph: IntegerGraph) -> dict:
-    weights = [op.consts["weight"] for op in graph.ops if op.kind == "fully_connected"]
-    biases = [op.consts["bias"] for op in graph.ops if op.kind == "fully_connected"]
+    weights = [op.consts["weight"] for op in graph.ops if "weight" in op.consts]
+    biases = [op.consts["bias"] for op in graph.ops if "bias" in op.consts]
     tensor = lambda t: {"name": t.name, "shape": list(t.shape), "scale": t.scale, "zero_point": t.zero_point}
     tensors = graph.tensors()
     return {
         "inputs": [tensor(t) for t in graph.inputs],
         "outputs": [tensor(tensors[name]) for name in graph.outputs],
-        "state": [{"input": i, "output": o, "size": tensors[i].shape[-1],
-                   "source_slots": graph.state_slots.get(i, list(range(tensors[i].shape[-1])))}
+        "state": [{"input": i, "output": o, "size": int(np.prod(tensors[i].shape)),
+                   "source_slots": graph.state_slots.get(i, list(range(int(np.prod(tensors[i].shape)))))}
                   for i, o in streaming_state_pairs(graph).items()],
         "ops": len(graph.ops),
         "parameters": int(sum(w.size for w in weights) + sum(b.size for b in biases)),

@@ -108,10 +108,11 @@ def random_frames(shape, count: int, seed: int = 0) -> np.ndarray:
 
 
 def compile_cortex_m(model_path: Path, output_dir: Path, run: str | None = None, ram_budget: int | None = None,
-                     frames: int = 50, disabled_passes: tuple[str, ...] = ()) -> dict:
+                     frames: int = 50, disabled_passes: tuple[str, ...] = (),
+                     state: dict[str, str] | None = None) -> dict:
     """Compile for the Cortex-M55 into ``output_dir`` (see the module docstring); returns the report."""
     from tvmse import __version__
-    from tvmse.compile import _staged_output, _write_report, load_model
+    from tvmse.compile import _staged_output, _write_report, import_section, load_model
     from tvmse.passes.pipeline import check_disabled, run_pipeline
     from tvmse.report import _sha256, model_section
     from tvmse.targets.host import HostReference
@@ -120,8 +121,8 @@ def compile_cortex_m(model_path: Path, output_dir: Path, run: str | None = None,
         from tvmse.errors import ConfigError
         raise ConfigError(f"unknown --run '{run}'; valid: {', '.join(RUNNERS)}")
     check_disabled(tuple(disabled_passes))
-    source = load_model(model_path)
-    graph, rewrites = run_pipeline(source, tuple(disabled_passes))
+    imported = load_model(model_path, state)
+    graph, rewrites = run_pipeline(imported.graph, tuple(disabled_passes))
     network = lower.lower(graph)
     glue = glue_mod.generate(network)
     check_budget(glue, network, ram_budget)
@@ -150,7 +151,7 @@ def compile_cortex_m(model_path: Path, output_dir: Path, run: str | None = None,
         report = {"tvmse_version": __version__, "source": {"path": str(model_path), "sha256": _sha256(model_path)},
                   "target": "cortex-m55", "model": model_section(graph),
                   "cpu": cpu_section(network, glue, emulated, notes), "passes": list(rewrites),
-                  "artifacts": artifacts}
+                  "import": import_section(imported), "artifacts": artifacts}
         _write_report(staging, report, render_markdown(report))
     return report
 

@@ -3,10 +3,11 @@
 TVM 0.27 builds a whole Relax module only to VM bytecode, which needs the C++ runtime. For a
 microcontroller we lower each integer op on its own and keep the call sequence ourselves:
 
-- ``fully_connected`` → the hand-scheduled TIR kernel of ``fc_kernel`` (zero point folded into the
-  bias, rows blocked for Helium);
-- ``add`` / ``mul`` → the int32 TIR kernels of ``elementwise_kernel`` when every intermediate
-  provably stays in int32 (the legalized bodies requantize in int64: 10–20× the instructions);
+- ``fully_connected`` of one row without a fused activation → the hand-scheduled TIR kernel of
+  ``fc_kernel`` (zero point folded into the bias, rows blocked for Helium);
+- ``add`` / ``mul`` without a fused activation → the int32 TIR kernels of ``elementwise_kernel``
+  when every intermediate provably stays in int32 (the legalized bodies requantize in int64);
+- ``constant`` → a constant array, no kernel;
 - every other op → its Relax body through ``ConvertToDataflow → LegalizeOps → FuseOps → FuseTIR``,
   normally one fused PrimFunc per op; each fused PrimFunc is scheduled so all its intermediate
   blocks are computed inside the output loop (``compute_at``), which turns the per-op temporaries
@@ -136,14 +137,22 @@ class _Lowerer:
     def lower(self) -> LoweredNetwork:
         for index, (op, func) in enumerate(zip(self.graph.ops, _op_functions(self.graph))):
             symbol = f"tvmse_k{index:02d}_{relax_name(op.name)}"
+            if op.kind == "constant":   # no kernel: the value is a constant array
+                self.const(op.name, op.consts["value"])
+                continue
             self.tensors[op.name] = Tensor(op.name, tuple(op.output.shape), "int8", "arena")
-            if op.kind == "fully_connected":
+            plain = tuple(op.attrs.get("clamp", (-128, 127))) == (-128, 127)   # the hand kernels do not clamp
+            if op.kind == "fully_connected" and plain and self._row_vector(op):
                 self._fully_connected(symbol, op)
-            elif op.kind in ("add", "mul") and self.int32_elementwise and self._elementwise(symbol, op):
+            elif op.kind in ("add", "mul") and plain and self.int32_elementwise and self._elementwise(symbol, op):
                 pass
             else:
                 self._legalized(symbol, op, func)
         return LoweredNetwork(self.graph, self.tensors, self.steps, self.fc, self.other)
+
+    def _row_vector(self, op) -> bool:
+        """The hand-written FC kernel computes one row: input [1, K] (any leading unit axes)."""
+        return int(np.prod(self.graph.tensors()[op.inputs[0]].shape)) == op.consts["weight"].shape[1]
 
     def _fully_connected(self, symbol: str, op) -> None:
         weight = op.consts["weight"]

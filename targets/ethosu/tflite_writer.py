@@ -118,10 +118,18 @@ def _expect_shape(t: Tensor, shape: Sequence[int], where: str) -> None:
         _fail(where, f"output '{t.name}' has shape {tuple(t.shape)}, expected {tuple(shape)}")
 
 
+_ACTIVATIONS = {"NONE": 0, "RELU": 1, "RELU_N1_TO_1": 2, "RELU6": 3}
+
+
+def _activation_code(op: Operator) -> int:
+    return _ACTIVATIONS[op.options.get("fused_activation_function", "NONE")]
+
+
 def _no_activation(op: Operator, where: str) -> None:
+    """Checks the fused activation is one TFLite's int8 kernels implement (the name keeps old callers)."""
     activation = op.options.get("fused_activation_function", "NONE")
-    if activation != "NONE":
-        _fail(where, f"fused activation {activation!r} is not supported (only NONE)")
+    if activation not in _ACTIVATIONS:
+        _fail(where, f"fused activation {activation!r} is not supported (one of {sorted(_ACTIVATIONS)})")
 
 
 def _check_fully_connected(op: Operator, t: dict[str, Tensor], where: str) -> None:
@@ -133,7 +141,7 @@ def _check_fully_connected(op: Operator, t: dict[str, Tensor], where: str) -> No
     size = int(np.prod(x.shape))
     if x.shape[-1] != depth or size % depth:
         _fail(where, f"weights '{w.name}' {tuple(w.shape)} do not fit input '{x.name}' {tuple(x.shape)}")
-    _expect_shape(y, (size // depth, units), where)
+    _expect_shape(y, (*x.shape[:-1], units) if op.options.get("keep_num_dims") else (size // depth, units), where)
     if np.any(w.zero_point != 0) or w.quantized_dimension != 0 or w.scale.size not in (1, units):
         _fail(where, f"weights '{w.name}' need zero point 0 and 1 or {units} scales on dimension 0")
     x_scale, _ = _per_tensor(x, where)
@@ -165,7 +173,7 @@ def _check_elementwise(op: Operator, t: dict[str, Tensor], where: str) -> None:
         _fail(where, f"shapes of '{a.name}' {tuple(a.shape)} and '{b.name}' {tuple(b.shape)} do not broadcast")
     _expect_shape(y, shape, where)
     (sa, za), (sb, zb), (sy, _) = (_per_tensor(v, where) for v in (a, b, y))
-    if op.kind == "ADD":
+    if op.kind in ("ADD", "SUB"):
         quant_math.add_params(sa, za, sb, zb, sy)
     else:
         quant_math.mul_multiplier(sa, sb, sy)
@@ -384,17 +392,20 @@ _Lowering = tuple[list[str], list[Tensor], int, Callable[[flatbuffers.Builder], 
 
 def _lower_fully_connected(op: Operator, tensors: dict[str, Tensor], fresh) -> _Lowering:
     build = _table(tflite.FullyConnectedOptionsStart,
-                   (tflite.FullyConnectedOptionsAddFusedActivationFunction, _NONE),
+                   (tflite.FullyConnectedOptionsAddFusedActivationFunction, _activation_code(op)),
                    (tflite.FullyConnectedOptionsAddWeightsFormat, tflite.FullyConnectedOptionsWeightsFormat.DEFAULT),
-                   (tflite.FullyConnectedOptionsAddKeepNumDims, False))
+                   (tflite.FullyConnectedOptionsAddKeepNumDims, bool(op.options.get("keep_num_dims", False))))
     return list(op.inputs) + [""] * (3 - len(op.inputs)), [], _BO.FullyConnectedOptions, build
 
 
 def _lower_elementwise(op: Operator, tensors: dict[str, Tensor], fresh) -> _Lowering:
     if op.kind == "ADD":
-        build = _table(tflite.AddOptionsStart, (tflite.AddOptionsAddFusedActivationFunction, _NONE))
+        build = _table(tflite.AddOptionsStart, (tflite.AddOptionsAddFusedActivationFunction, _activation_code(op)))
         return list(op.inputs), [], _BO.AddOptions, build
-    build = _table(tflite.MulOptionsStart, (tflite.MulOptionsAddFusedActivationFunction, _NONE))
+    if op.kind == "SUB":
+        build = _table(tflite.SubOptionsStart, (tflite.SubOptionsAddFusedActivationFunction, _activation_code(op)))
+        return list(op.inputs), [], _BO.SubOptions, build
+    build = _table(tflite.MulOptionsStart, (tflite.MulOptionsAddFusedActivationFunction, _activation_code(op)))
     return list(op.inputs), [], _BO.MulOptions, build
 
 
@@ -435,6 +446,78 @@ def _lower_reshape(op: Operator, tensors: dict[str, Tensor], fresh) -> _Lowering
     return [*op.inputs, shape.name], [shape], _BO.ReshapeOptions, None
 
 
+def _check_conv(op: Operator, t: dict[str, Tensor], where: str) -> None:
+    _no_activation(op, where)
+    x, w, y = t[op.inputs[0]], t[op.inputs[1]], t[op.outputs[0]]
+    if w.data is None or w.dtype != "int8" or len(w.shape) != 4 or len(x.shape) != 4:
+        _fail(where, f"weights '{w.name}' must be a constant int8 4-D tensor and the input NHWC")
+    channel_axis = 3 if op.kind == "DEPTHWISE_CONV_2D" else 0
+    if np.any(w.zero_point != 0) or w.scale.size not in (1, w.shape[channel_axis]):
+        _fail(where, f"weights '{w.name}' need zero point 0 and 1 or {w.shape[channel_axis]} scales")
+    if op.options.get("padding") not in ("SAME", "VALID"):
+        _fail(where, "padding must be SAME or VALID")
+
+
+def _check_passthrough(op: Operator, t: dict[str, Tensor], where: str) -> None:
+    """Data movement and pooling: the output keeps the input's quantization."""
+    _no_activation(op, where)
+    _same_quant(t[op.inputs[0]], t[op.outputs[0]], where)
+
+
+def _check_rescale(op: Operator, t: dict[str, Tensor], where: str) -> None:
+    x, y = t[op.inputs[0]], t[op.outputs[0]]
+    _expect_shape(y, x.shape, where)
+    _per_tensor(x, where), _per_tensor(y, where)
+
+
+def _padding_code(op: Operator) -> int:
+    return tflite.Padding.SAME if op.options.get("padding") == "SAME" else tflite.Padding.VALID
+
+
+def _lower_conv(op: Operator, tensors: dict[str, Tensor], fresh) -> _Lowering:
+    sh, sw = op.options.get("strides", (1, 1))
+    dh, dw = op.options.get("dilation", (1, 1))
+    if op.kind == "CONV_2D":
+        build = _table(tflite.Conv2DOptionsStart, (tflite.Conv2DOptionsAddPadding, _padding_code(op)),
+                       (tflite.Conv2DOptionsAddStrideH, sh), (tflite.Conv2DOptionsAddStrideW, sw),
+                       (tflite.Conv2DOptionsAddDilationHFactor, dh), (tflite.Conv2DOptionsAddDilationWFactor, dw),
+                       (tflite.Conv2DOptionsAddFusedActivationFunction, _activation_code(op)))
+        return list(op.inputs), [], _BO.Conv2DOptions, build
+    build = _table(tflite.DepthwiseConv2DOptionsStart, (tflite.DepthwiseConv2DOptionsAddPadding, _padding_code(op)),
+                   (tflite.DepthwiseConv2DOptionsAddStrideH, sh), (tflite.DepthwiseConv2DOptionsAddStrideW, sw),
+                   (tflite.DepthwiseConv2DOptionsAddDilationHFactor, dh),
+                   (tflite.DepthwiseConv2DOptionsAddDilationWFactor, dw),
+                   (tflite.DepthwiseConv2DOptionsAddDepthMultiplier, int(op.options.get("depth_multiplier", 1))),
+                   (tflite.DepthwiseConv2DOptionsAddFusedActivationFunction, _activation_code(op)))
+    return list(op.inputs), [], _BO.DepthwiseConv2DOptions, build
+
+
+def _lower_pool(op: Operator, tensors: dict[str, Tensor], fresh) -> _Lowering:
+    (fh, fw), (sh, sw) = op.options["filter"], op.options.get("strides", (1, 1))
+    build = _table(tflite.Pool2DOptionsStart, (tflite.Pool2DOptionsAddPadding, _padding_code(op)),
+                   (tflite.Pool2DOptionsAddStrideH, sh), (tflite.Pool2DOptionsAddStrideW, sw),
+                   (tflite.Pool2DOptionsAddFilterHeight, fh), (tflite.Pool2DOptionsAddFilterWidth, fw),
+                   (tflite.Pool2DOptionsAddFusedActivationFunction, _activation_code(op)))
+    return list(op.inputs), [], _BO.Pool2DOptions, build
+
+
+def _lower_leaky_relu(op: Operator, tensors: dict[str, Tensor], fresh) -> _Lowering:
+    build = _table(tflite.LeakyReluOptionsStart, (tflite.LeakyReluOptionsAddAlpha, float(op.options["alpha"])))
+    return list(op.inputs), [], _BO.LeakyReluOptions, build
+
+
+def _lower_transpose(op: Operator, tensors: dict[str, Tensor], fresh) -> _Lowering:
+    perm = _int32_constant(fresh(op.outputs[0] + "/perm"), op.options["perm"])
+    return [*op.inputs, perm.name], [perm], _BO.TransposeOptions, _table(tflite.TransposeOptionsStart)
+
+
+def _lower_pad(op: Operator, tensors: dict[str, Tensor], fresh) -> _Lowering:
+    paddings = np.asarray(op.options["paddings"], np.int32)
+    tensor = Tensor(fresh(op.outputs[0] + "/paddings"), paddings.shape, "int32", np.zeros(0, np.float32),
+                    np.zeros(0, np.int64), data=paddings)
+    return [*op.inputs, tensor.name], [tensor], _BO.PadOptions, _table(tflite.PadOptionsStart)
+
+
 def _lower(op: Operator, tensors: dict[str, Tensor], fresh: Callable[[str], str]) -> tuple[_Lowered, list[Tensor]]:
     """Turns option-borne parameters into the constant tensors and options table TFLite expects."""
     spec = _SPECS[op.kind]
@@ -454,6 +537,18 @@ _SPECS: dict[str, _OpSpec] = {
     "SLICE": _OpSpec(_B.SLICE, 2, (1,), _check_slice, _lower_slice),
     "STRIDED_SLICE": _OpSpec(_B.STRIDED_SLICE, 2, (1,), _check_slice, _lower_slice),
     "RESHAPE": _OpSpec(_B.RESHAPE, 1, (1,), _check_reshape, _lower_reshape),
+    "SUB": _OpSpec(_B.SUB, 2, (2,), _check_elementwise, _lower_elementwise),
+    "CONV_2D": _OpSpec(_B.CONV_2D, 3, (3,), _check_conv, _lower_conv),
+    "DEPTHWISE_CONV_2D": _OpSpec(_B.DEPTHWISE_CONV_2D, 3, (3,), _check_conv, _lower_conv),
+    "QUANTIZE": _OpSpec(_B.QUANTIZE, 2, (1,), _check_rescale, _lower_lookup),
+    "RELU": _OpSpec(_B.RELU, 2, (1,), _check_rescale, _lower_lookup),
+    "RELU6": _OpSpec(_B.RELU6, 2, (1,), _check_rescale, _lower_lookup),
+    "RELU_N1_TO_1": _OpSpec(_B.RELU_N1_TO_1, 1, (1,), _check_rescale, _lower_lookup),
+    "LEAKY_RELU": _OpSpec(_B.LEAKY_RELU, 2, (1,), _check_rescale, _lower_leaky_relu),
+    "TRANSPOSE": _OpSpec(_B.TRANSPOSE, 2, (1,), _check_passthrough, _lower_transpose),
+    "PAD": _OpSpec(_B.PAD, 2, (1,), _check_passthrough, _lower_pad),
+    "AVERAGE_POOL_2D": _OpSpec(_B.AVERAGE_POOL_2D, 2, (1,), _check_passthrough, _lower_pool),
+    "MAX_POOL_2D": _OpSpec(_B.MAX_POOL_2D, 2, (1,), _check_passthrough, _lower_pool),
 }
 
 

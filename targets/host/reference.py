@@ -38,11 +38,13 @@ class HostReference:
         state = dict(state or {i: np.zeros(self.graph.tensors()[i].shape, np.int8) for i in pairs})
         for frame in frames:
             out = self.run({frame_input: frame, **state})
-            state = {i: out[o] for i, o in pairs.items()}
+            state = {i: out[o].reshape(state[i].shape) for i, o in pairs.items()}
             yield out
 
 
 def streaming_state_pairs(graph: IntegerGraph) -> dict[str, str]:
-    """State input → state output, by the export's naming ('h0' → 'h0_out')."""
+    """State input → state output: the pairs the frontend recorded, else the export's naming ('h0' → 'h0_out')."""
+    if graph.state_pairs:
+        return dict(graph.state_pairs)
     outputs = set(graph.outputs)
     return {t.name: f"{t.name}_out" for t in graph.inputs if f"{t.name}_out" in outputs}

@@ -1,18 +1,26 @@
-"""Frontend: a model file → TVM Relax → tvmse's integer form (tvmse.ir).
+"""Frontend: a model file → tvmse's integer form (tvmse.ir).
 
-``load(path)`` reads an int8 QDQ ONNX file, checks it (all problems reported at once, with node
-names), imports it with TVM's ONNX frontend (constants bound) and canonicalizes the fake-quant
-graph into the integer form.
+``import_model(path)`` picks the importer by the file's kind:
+
+- int8 TFLite (``tflite_import``): the flatbuffer read op by op into integer ops, bit-exact with the
+  TFLite interpreter on the source file;
+- int8 QDQ ONNX: checked (all problems reported at once, with node names), imported with TVM's ONNX
+  frontend (constants bound) and the fake-quant graph canonicalized into the integer form.
+
+Streaming state inputs and outputs are paired (``state``); the result carries the pairs, how each
+was found and every requantization the importer inserted, for the report.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import onnx
 
 from tvmse.frontend.onnx_checks import load_onnx
 from tvmse.frontend.qdq_to_integer import qdq_to_integer
+from tvmse.frontend.state import Port, pair_states
 from tvmse.ir import IntegerGraph
 
 
@@ -40,7 +48,45 @@ def import_onnx(model: onnx.ModelProto):
     return mod, names
 
 
-def load(path: str | Path) -> IntegerGraph:
+TFLITE_MAGIC = b"TFL3"   # a TFLite flatbuffer's file identifier, at byte offset 4
+
+
+@dataclass
+class Imported:
+    graph: IntegerGraph
+    format: str                                        # "tflite" | "onnx"
+    state_found: dict[str, str] = field(default_factory=dict)   # state input → how its pair was found
+    inserted: list[str] = field(default_factory=list)  # requantizations the importer added
+
+
+def model_format(path: Path) -> str:
+    """'tflite' for a TFLite flatbuffer (by its identifier, else its extension), otherwise 'onnx'."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except OSError:
+        head = b""
+    if head[4:8] == TFLITE_MAGIC or (len(head) < 8 and path.suffix.lower() == ".tflite"):
+        return "tflite"
+    return "onnx"
+
+
+def import_model(path: str | Path, state: dict[str, str] | None = None) -> Imported:
+    path = Path(path)
+    if path.is_file() and model_format(path) == "tflite":
+        from tvmse.frontend.tflite_import import load_tflite
+        graph, states, inserted = load_tflite(path, state)
+        return Imported(graph, "tflite", dict(states.how), inserted)
     model = load_onnx(path)
     mod, names = import_onnx(model)
-    return qdq_to_integer(mod, names)
+    graph = qdq_to_integer(mod, names)
+    tensors = graph.tensors()
+    found = pair_states([Port(t.name, t.shape) for t in graph.inputs],
+                        [Port(n, tensors[n].shape) for n in graph.outputs], state)
+    graph.state_pairs = dict(found.pairs)
+    return Imported(graph, "onnx", dict(found.how))
+
+
+def load(path: str | Path, state: dict[str, str] | None = None) -> IntegerGraph:
+    """The integer graph of a model file (see ``import_model`` for the notes that come with it)."""
+    return import_model(path, state).graph

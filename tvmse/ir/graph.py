@@ -12,10 +12,14 @@ integer parameters and the float scales a TFLite writer needs), and its body com
 with Relax integer ops exactly as TFLite's int8 kernels do (``tvmse.ir.kernels``). ``main``
 carries ``tvmse.inputs`` / ``tvmse.outputs`` (names, shapes, quantization).
 
-Conventions: activations are int8 [1, C] row vectors; FC weights int8 [N, K] with per-output-
-channel symmetric scales, biases int32 with scale x_scale·w_scale[n], requantization as an
+Conventions (TFLite's int8 semantics throughout): activations are int8 tensors of any static rank
+with one scale and zero point each (asymmetric allowed; images NHWC); weights int8 with zero point
+0 and per-output-channel scales; biases int32 with scale x_scale·w_scale[n]; requantization as an
 int32 multiplier and a shift per channel (TFLite's QuantizeMultiplier of x_scale·w_scale/y_scale).
-LOGISTIC output is fixed at scale 1/256, zero point −128, TANH at 1/128, 0 (TFLite's int8 rule).
+Fused activations are an int8 clamp range (attrs ``clamp``, ``activation``) on the op that
+computes them. LOGISTIC output is fixed at scale 1/256, zero point −128, TANH at 1/128, 0;
+data-movement ops (concat, slice, reshape, transpose, pad, max_pool, average_pool) keep their
+input's quantization, so importers insert ``requantize`` ops where a source model differs.
 
 ``IntegerGraph`` is the Python view of such a module: ``IntegerGraph.from_module(mod)`` reads it,
 ``graph.to_module()`` writes it; the two round-trip.
@@ -34,16 +38,21 @@ from tvm import relax
 from tvmse.ir import kernels
 
 # kind → names of its constant operands, in call order after the activation inputs
+_CONV_CONSTS = ("weight", "bias", "multiplier", "shift")
 OP_KINDS: dict[str, tuple[str, ...]] = {
-    "fully_connected": ("weight", "bias", "multiplier", "shift"),
-    "add": (),
-    "mul": (),
-    "logistic": (),
-    "tanh": (),
-    "concat": (),
-    "slice": (),
+    "fully_connected": _CONV_CONSTS,   # W int8 [N, K]; input [..., K]
+    "conv_2d": _CONV_CONSTS,           # W int8 [O, KH, KW, I]; NHWC
+    "depthwise_conv_2d": _CONV_CONSTS,  # W int8 [1, KH, KW, C·M] (TFLite's layout); NHWC
+    "add": (), "sub": (), "mul": (),   # broadcasting, TFLite's two-rounding requantization
+    "logistic": (), "tanh": (),        # 256-entry tables, fixed output quantization
+    "requantize": (),                  # TFLite QUANTIZE int8 → int8, RELU, RELU6, RELU_N1_TO_1
+    "leaky_relu": (),
+    "concat": (), "slice": (),         # data movement: one quantization in and out
+    "reshape": (), "transpose": (), "pad": (),
+    "average_pool": (), "max_pool": (),
+    "constant": ("value",),            # an int8 tensor known at compile time
 }
-CONST_DTYPES = {"weight": "int8", "bias": "int32", "multiplier": "int32", "shift": "int32"}
+CONST_DTYPES = {"weight": "int8", "bias": "int32", "multiplier": "int32", "shift": "int32", "value": "int8"}
 
 
 @dataclass
@@ -82,6 +91,9 @@ class IntegerGraph:
     # state input name → source slot (channel of the model as imported) of each compiled slot;
     # empty, or a state missing from it: the identity (no slot was removed or moved)
     state_slots: dict[str, list[int]] = field(default_factory=dict)
+    # streaming state: state input name → the output that feeds it at the next step (the frontend
+    # pairs them, see tvmse.frontend.state); empty: the export's naming rule ('h0' → 'h0_out')
+    state_pairs: dict[str, str] = field(default_factory=dict)
 
     # ---- queries ------------------------------------------------------------------------------
     def tensors(self) -> dict[str, TensorInfo]:
@@ -96,7 +108,16 @@ class IntegerGraph:
         return [op for op in self.ops if tensor in op.inputs]
 
     def macs(self) -> int:
-        return sum(int(np.prod(op.consts["weight"].shape)) for op in self.ops if op.kind == "fully_connected")
+        """Multiply-accumulates per step of the weighted ops (FC, convolutions)."""
+        total = 0
+        for op in self.ops:
+            if op.kind == "fully_connected":
+                total += int(np.prod(op.output.shape)) * op.consts["weight"].shape[1]
+            elif op.kind == "conv_2d":
+                total += int(np.prod(op.output.shape)) * int(np.prod(op.consts["weight"].shape[1:]))
+            elif op.kind == "depthwise_conv_2d":
+                total += int(np.prod(op.output.shape)) * int(np.prod(op.consts["weight"].shape[1:3]))
+        return total
 
     # ---- Relax round trip -----------------------------------------------------------------------
     def to_module(self) -> tvm.IRModule:
@@ -131,6 +152,7 @@ class _ModuleWriter:
             "tvmse.inputs": json.dumps([[t.name, list(t.shape), t.scale, t.zero_point] for t in self.graph.inputs]),
             "tvmse.outputs": json.dumps(self.graph.outputs),
             "tvmse.state_slots": json.dumps(self.graph.state_slots),
+            "tvmse.state_pairs": json.dumps(self.graph.state_pairs),
         }
         with self.bb.function("main", params, attrs=main_attrs):
             with self.bb.dataflow():
@@ -159,20 +181,7 @@ class _ModuleWriter:
         return gv
 
     def _body(self, op: IntOp, inputs, consts) -> relax.Expr:
-        bb, a, out_zp = self.bb, op.attrs, op.output.zero_point
-        if op.kind == "fully_connected":
-            return kernels.fully_connected(bb, inputs[0], *consts, self.tensors[op.inputs[0]].zero_point, out_zp)
-        if op.kind == "add":
-            return kernels.add(bb, inputs[0], inputs[1], a, out_zp)
-        if op.kind == "mul":
-            return kernels.mul(bb, inputs[0], inputs[1], a, out_zp)
-        if op.kind in ("logistic", "tanh"):
-            return kernels.lookup(bb, inputs[0], np.asarray(a["table"], np.int8))
-        if op.kind == "concat":
-            return bb.emit(relax.op.concat(inputs, axis=a["axis"]))
-        if op.kind == "slice":
-            return bb.emit(relax.op.strided_slice(inputs[0], axes=[a["axis"]], begin=[a["begin"]], end=[a["end"]]))
-        raise AssertionError(op.kind)
+        return kernels.BODIES[op.kind](self.bb, op, inputs + consts, self.tensors)
 
 
 def _read_module(mod: tvm.IRModule) -> IntegerGraph:
@@ -201,5 +210,6 @@ def _read_module(mod: tvm.IRModule) -> IntegerGraph:
                              attrs=json.loads(str(func.attrs["tvmse.attrs"]))))
             names[binding.var] = name
     slots = json.loads(str(main.attrs["tvmse.state_slots"])) if "tvmse.state_slots" in main.attrs else {}
+    pairs = json.loads(str(main.attrs["tvmse.state_pairs"])) if "tvmse.state_pairs" in main.attrs else {}
     return IntegerGraph(inputs=inputs, outputs=json.loads(str(main.attrs["tvmse.outputs"])), ops=ops,
-                        state_slots=slots)
+                        state_slots=slots, state_pairs=pairs)

@@ -63,42 +63,164 @@ def requantize_single_rounding(bb: relax.BlockBuilder, acc: relax.Expr, multipli
     return bb.emit(R.where(R.less(product, const(0, I64)), R.negative(magnitude), magnitude))
 
 
-def to_int8(bb: relax.BlockBuilder, value64: relax.Expr, zero_point: int) -> relax.Expr:
-    """Add the output zero point, clamp to int8, cast."""
-    shifted = bb.emit(R.add(value64, const(zero_point, I64)))
-    return bb.emit(R.astype(R.clip(shifted, -128, 127), "int8"))
-
-
 def centered(bb: relax.BlockBuilder, x: relax.Expr, zero_point: int) -> relax.Expr:
     """int8 → int32 minus zero point."""
     return bb.emit(R.subtract(R.astype(x, I32), const(zero_point, I32)))
-
-
-def fully_connected(bb, x, w, bias, multiplier, shift, x_zp: int, y_zp: int) -> relax.Expr:
-    """y = requant(Σ_k (x_k − x_zp)·w_nk + b_n) + y_zp, per-channel multipliers, one rounding."""
-    acc = bb.emit(R.matmul(centered(bb, x, x_zp), R.permute_dims(R.astype(w, I32)), out_dtype=I32))
-    acc = bb.emit(R.add(acc, bias))
-    return to_int8(bb, requantize_single_rounding(bb, acc, multiplier, shift), y_zp)
-
-
-def add(bb, a, b, params: dict, y_zp: int) -> relax.Expr:
-    """TFLite int8 ADD: inputs shifted left by ``left_shift``, rescaled, summed, rescaled."""
-    scaled = []
-    for x, zp, m, s in ((a, params["a_zp"], params["a_mult"], params["a_shift"]),
-                        (b, params["b_zp"], params["b_mult"], params["b_shift"])):
-        shifted = bb.emit(R.multiply(centered(bb, x, zp), const(1 << params["left_shift"], I32)))
-        scaled.append(requantize(bb, shifted, const(m, I32), const(s, I32)))
-    total = bb.emit(R.astype(R.add(scaled[0], scaled[1]), I32))
-    return to_int8(bb, requantize(bb, total, const(params["out_mult"], I32), const(params["out_shift"], I32)), y_zp)
-
-
-def mul(bb, a, b, params: dict, y_zp: int) -> relax.Expr:
-    """TFLite int8 MUL: requant((a − a_zp)(b − b_zp)) + y_zp."""
-    prod = bb.emit(R.multiply(centered(bb, a, params["a_zp"]), centered(bb, b, params["b_zp"])))
-    return to_int8(bb, requantize(bb, prod, const(params["mult"], I32), const(params["shift"], I32)), y_zp)
 
 
 def lookup(bb, x, table: np.ndarray) -> relax.Expr:
     """int8 → int8 through a 256-entry table indexed by x + 128."""
     index = bb.emit(R.add(R.astype(x, I32), const(128, I32)))
     return bb.emit(R.take(const(table, "int8"), index, axis=0, mode="clip"))
+
+
+# ---- the richer op set: every body takes (bb, op, args, tensors) ----------------------------------
+# ``args`` are the op function's parameters (activation inputs, then constants in OP_KINDS order);
+# ``tensors`` maps tensor names to TensorInfo (for input zero points and shapes).
+
+INT8_RANGE = (-128, 127)
+
+
+def clamp_to_int8(bb, value64: relax.Expr, zero_point: int, clamp=INT8_RANGE) -> relax.Expr:
+    """Add the output zero point, clamp to the (fused activation's) int8 range, cast."""
+    lo, hi = clamp
+    shifted = bb.emit(R.add(value64, const(zero_point, I64)))
+    return bb.emit(R.astype(R.clip(shifted, int(lo), int(hi)), "int8"))
+
+
+def _clamp(op) -> tuple[int, int]:
+    return tuple(op.attrs.get("clamp", INT8_RANGE))
+
+
+def _fully_connected(bb, op, args, tensors):
+    x, w, bias, multiplier, shift = args
+    x_info = tensors[op.inputs[0]]
+    k = op.consts["weight"].shape[1]
+    flat = bb.emit(R.reshape(centered(bb, x, x_info.zero_point), (-1, k)))
+    acc = bb.emit(R.add(R.matmul(flat, R.permute_dims(R.astype(w, I32)), out_dtype=I32), bias))
+    y = clamp_to_int8(bb, requantize_single_rounding(bb, acc, multiplier, shift), op.output.zero_point, _clamp(op))
+    rows = int(np.prod(x_info.shape)) // k
+    return y if tuple(op.output.shape) == (rows, op.consts["weight"].shape[0]) else bb.emit(R.reshape(y, op.output.shape))
+
+
+def _conv(bb, op, args, tensors, depthwise: bool):
+    x, w, bias, multiplier, shift = args
+    a = op.attrs
+    x_info = tensors[op.inputs[0]]
+    weight = R.astype(w, I32)
+    groups = 1
+    if depthwise:   # TFLite [1, KH, KW, C·M] → grouped OHWI [C·M, KH, KW, 1], one group per input channel
+        weight = R.permute_dims(weight, [3, 1, 2, 0])
+        groups = x_info.shape[3]
+    acc = bb.emit(R.nn.conv2d(centered(bb, x, x_info.zero_point), weight, strides=a["strides"],
+                              padding=a["padding"], dilation=a["dilation"], groups=groups,
+                              data_layout="NHWC", kernel_layout="OHWI", out_dtype=I32))
+    acc = bb.emit(R.add(acc, bias))
+    return clamp_to_int8(bb, requantize(bb, acc, multiplier, shift), op.output.zero_point, _clamp(op))
+
+
+def _add_or_sub(bb, op, args, tensors):
+    p = op.attrs
+    scaled = []
+    for x, zp, m, s in ((args[0], p["a_zp"], p["a_mult"], p["a_shift"]), (args[1], p["b_zp"], p["b_mult"], p["b_shift"])):
+        shifted = bb.emit(R.multiply(centered(bb, x, zp), const(1 << p["left_shift"], I32)))
+        scaled.append(requantize(bb, shifted, const(m, I32), const(s, I32)))
+    combine = R.subtract if op.kind == "sub" else R.add
+    total = bb.emit(R.astype(combine(scaled[0], scaled[1]), I32))
+    y = requantize(bb, total, const(p["out_mult"], I32), const(p["out_shift"], I32))
+    return clamp_to_int8(bb, y, op.output.zero_point, _clamp(op))
+
+
+def _mul(bb, op, args, tensors):
+    p = op.attrs
+    prod = bb.emit(R.multiply(centered(bb, args[0], p["a_zp"]), centered(bb, args[1], p["b_zp"])))
+    y = requantize(bb, prod, const(p["mult"], I32), const(p["shift"], I32))
+    return clamp_to_int8(bb, y, op.output.zero_point, _clamp(op))
+
+
+def _requantize_op(bb, op, args, tensors):
+    """TFLite QUANTIZE (int8 → int8) and RELU/RELU6/RELU_N1_TO_1: rescale, add zero point, clamp."""
+    p = op.attrs
+    y = requantize(bb, centered(bb, args[0], p["in_zp"]), const(p["mult"], I32), const(p["shift"], I32))
+    return clamp_to_int8(bb, y, op.output.zero_point, _clamp(op))
+
+
+def _leaky_relu(bb, op, args, tensors):
+    p = op.attrs
+    x = centered(bb, args[0], p["in_zp"])
+    identity = requantize(bb, x, const(p["mult_identity"], I32), const(p["shift_identity"], I32))
+    alpha = requantize(bb, x, const(p["mult_alpha"], I32), const(p["shift_alpha"], I32))
+    y = bb.emit(R.where(R.greater_equal(x, const(0, I32)), identity, alpha))
+    return clamp_to_int8(bb, y, op.output.zero_point)
+
+
+def _lookup_op(bb, op, args, tensors):
+    return lookup(bb, args[0], np.asarray(op.attrs["table"], np.int8))
+
+
+def _slice(bb, op, args, tensors):
+    a = op.attrs
+    return bb.emit(R.strided_slice(args[0], axes=[a["axis"]], begin=[a["begin"]], end=[a["end"]]))
+
+
+def _pool_window_counts(shape, a) -> np.ndarray:
+    """Per output position, how many input positions of the (padded) window lie inside the input."""
+    _, h, w, _ = shape
+    (fh, fw), (sh, sw), (top, left, _, _) = a["filter"], a["strides"], a["padding"]
+    oh, ow = a["out_hw"]
+    rows = np.arange(oh) * sh - top
+    cols = np.arange(ow) * sw - left
+    count_h = np.minimum(rows + fh, h) - np.maximum(rows, 0)
+    count_w = np.minimum(cols + fw, w) - np.maximum(cols, 0)
+    return np.outer(count_h, count_w).reshape(1, oh, ow, 1).astype(np.int32)
+
+
+def _average_pool(bb, op, args, tensors):
+    """TFLite int8 AVERAGE_POOL_2D: sum of the valid window, divided with rounding half away from zero."""
+    a = op.attrs
+    channels = tensors[op.inputs[0]].shape[3]
+    fh, fw = a["filter"]
+    ones = const(np.ones((channels, fh, fw, 1), np.int32), I32)
+    total = bb.emit(R.nn.conv2d(R.astype(args[0], I32), ones, strides=a["strides"], padding=a["padding"],
+                                groups=channels, data_layout="NHWC", kernel_layout="OHWI", out_dtype=I32))
+    counts = const(_pool_window_counts(tensors[op.inputs[0]].shape, a), I32)
+    magnitude = bb.emit(R.floor_divide(R.add(R.abs(total), R.floor_divide(counts, const(2, I32))), counts))
+    mean = bb.emit(R.where(R.less(total, const(0, I32)), R.negative(magnitude), magnitude))
+    lo, hi = _clamp(op)
+    return bb.emit(R.astype(R.clip(mean, lo, hi), "int8"))
+
+
+def _max_pool(bb, op, args, tensors):
+    a = op.attrs
+    top, left, bottom, right = a["padding"]
+    y = bb.emit(R.nn.max_pool2d(args[0], pool_size=a["filter"], strides=a["strides"], padding=(top, left, bottom, right),
+                                layout="NHWC"))
+    lo, hi = _clamp(op)
+    return bb.emit(R.clip(y, lo, hi)) if (lo, hi) != INT8_RANGE else y
+
+
+def _pad(bb, op, args, tensors):
+    flat = [int(v) for pair in op.attrs["paddings"] for v in pair]
+    return bb.emit(R.nn.pad(args[0], flat, pad_value=float(tensors[op.inputs[0]].zero_point)))
+
+
+BODIES = {
+    "fully_connected": _fully_connected,
+    "conv_2d": lambda bb, op, args, tensors: _conv(bb, op, args, tensors, depthwise=False),
+    "depthwise_conv_2d": lambda bb, op, args, tensors: _conv(bb, op, args, tensors, depthwise=True),
+    "add": _add_or_sub,
+    "sub": _add_or_sub,
+    "mul": _mul,
+    "logistic": _lookup_op,
+    "tanh": _lookup_op,
+    "requantize": _requantize_op,
+    "leaky_relu": _leaky_relu,
+    "concat": lambda bb, op, args, tensors: bb.emit(R.concat(args, axis=op.attrs["axis"])),
+    "slice": _slice,
+    "reshape": lambda bb, op, args, tensors: bb.emit(R.reshape(args[0], op.output.shape)),
+    "transpose": lambda bb, op, args, tensors: bb.emit(R.permute_dims(args[0], op.attrs["perm"])),
+    "pad": _pad,
+    "average_pool": _average_pool,
+    "max_pool": _max_pool,
+    "constant": lambda bb, op, args, tensors: args[0],
+}

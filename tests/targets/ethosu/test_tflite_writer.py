@@ -186,8 +186,8 @@ _BREAKAGES = {
     "out of order": (lambda t, o, i, u: (t, o[::-1], i, u), "not produced before"),
     "unknown kind": (lambda t, o, i, u: (t, [o[0], Operator("SOFTMAX", ["y"], ["s"])], i, u), "unsupported op kind"),
     "fused activation": (lambda t, o, i, u: (t, [Operator("FULLY_CONNECTED", ["x", "fc.w", "fc.b"], ["y"],
-                                                          {"fused_activation_function": "RELU"}), o[1]], i, u),
-                         "fused activation 'RELU'"),
+                                                          {"fused_activation_function": "TANH"}), o[1]], i, u),
+                         "fused activation 'TANH'"),
     "dtype": (lambda t, o, i, u: (_replace_tensor(t, "x", dtype="int16"), o, i, u), "dtype 'int16'"),
     "constant graph input": (lambda t, o, i, u: (t, o, ["fc.w"], u), "is a constant"),
 }

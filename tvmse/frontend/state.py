@@ -1,0 +1,107 @@
+"""Pair a streaming model's state inputs with the outputs that feed them at the next step.
+
+A streaming step takes the frame and the state (h, c of an LSTM, h of a GRU, a conv's history) and
+returns its result and the new state. Converters name these tensors in many ways, so pairs are
+found by, in order:
+
+1. ``--state IN=OUT`` given by the user (``explicit``);
+2. names: ``X`` → ``X_out``/``Xout``, ``*_in*`` → ``*_out*``, ``*state_in*`` → ``*state_out*``,
+   ``*prev_state*`` → ``*state*``/``*next_state*`` (on tensor names and TFLite signature keys);
+3. a unique size match: an input and an output with the same number of elements, each the only
+   candidate of the other, as long as at least one input (the frame) stays unpaired.
+
+An input left unpaired is a per-step input (the frame); an output left unpaired is a result. The
+shapes of a pair may differ in unit axes (``[1, C]`` in, ``[1, 1, C]`` out): the host rollout
+reshapes. How each pair was found is kept for the report.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from tvmse.errors import ConfigError
+
+
+@dataclass
+class Port:
+    """A graph input or output: tensor name, the other names it goes by (signature keys), shape."""
+
+    name: str
+    shape: tuple[int, ...]
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return (self.name, *self.aliases)
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
+
+@dataclass
+class StatePairs:
+    pairs: dict[str, str] = field(default_factory=dict)   # input name → output name
+    how: dict[str, str] = field(default_factory=dict)     # input name → "given", "by name", "by size"
+
+    def report(self) -> list[dict]:
+        return [{"input": i, "output": o, "found": self.how[i]} for i, o in self.pairs.items()]
+
+
+def _norm(name: str) -> str:
+    """Lower case, without a converter's ':0' suffix or 'serving_default_' prefix."""
+    name = re.sub(r":\d+$", "", name.lower())
+    return name.removeprefix("serving_default_")
+
+
+def _name_candidates(name: str) -> set[str]:
+    """Output names that would pair with input ``name`` under the naming rules."""
+    n = _norm(name)
+    out = {f"{n}_out", f"{n}out", f"{n}_next", f"next_{n}", f"new_{n}"}
+    for a, b in (("_in", "_out"), ("in_", "out_"), ("input", "output"), ("prev_state", "state"),
+                 ("prev_state", "next_state"), ("state_in", "state_out"), ("_prev", "")):
+        if a in n:
+            out.add(n.replace(a, b))
+    return out
+
+
+def pair_states(inputs: list[Port], outputs: list[Port], explicit: dict[str, str] | None = None) -> StatePairs:
+    result = StatePairs()
+    by_name_in = {alias: p for p in inputs for alias in p.names}
+    by_name_out = {alias: p for p in outputs for alias in p.names}
+    for given_in, given_out in (explicit or {}).items():
+        if given_in not in by_name_in:
+            raise ConfigError(f"--state {given_in}={given_out}: the model has no input '{given_in}' "
+                              f"(inputs: {', '.join(p.name for p in inputs)})")
+        if given_out not in by_name_out:
+            raise ConfigError(f"--state {given_in}={given_out}: the model has no output '{given_out}' "
+                              f"(outputs: {', '.join(p.name for p in outputs)})")
+        i, o = by_name_in[given_in], by_name_out[given_out]
+        if i.size != o.size:
+            raise ConfigError(f"--state {given_in}={given_out}: shapes {list(i.shape)} and {list(o.shape)} "
+                              "hold different numbers of values")
+        result.pairs[i.name], result.how[i.name] = o.name, "given"
+    if explicit:
+        return result
+
+    free_out = list(outputs)
+    for i in inputs:
+        wanted = _name_candidates(i.name) | {c for alias in i.aliases for c in _name_candidates(alias)}
+        match = [o for o in free_out if any(_norm(n) in wanted for n in o.names) and o.size == i.size]
+        if len(match) == 1:
+            result.pairs[i.name], result.how[i.name] = match[0].name, "by name"
+            free_out.remove(match[0])
+
+    free_in = [i for i in inputs if i.name not in result.pairs]
+    by_size = {}
+    for i in free_in:
+        match = [o for o in free_out if o.size == i.size]
+        if len(match) == 1 and sum(j.size == i.size for j in free_in) == 1:
+            by_size[i.name] = match[0].name
+    if len(by_size) < len(free_in):   # at least one input stays the frame
+        for i, o in by_size.items():
+            result.pairs[i], result.how[i] = o, "by size"
+    return result
