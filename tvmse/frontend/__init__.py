@@ -81,8 +81,8 @@ def import_model(path: str | Path, state: dict[str, str] | None = None) -> Impor
     mod, names = import_onnx(model)
     graph = qdq_to_integer(mod, names)
     tensors = graph.tensors()
-    found = pair_states([Port(t.name, t.shape) for t in graph.inputs],
-                        [Port(n, tensors[n].shape) for n in graph.outputs], state)
+    found = pair_states([Port(t.name, t.shape, quant=t.quant()) for t in graph.inputs],
+                        [Port(n, tensors[n].shape, quant=tensors[n].quant()) for n in graph.outputs], state)
     graph.state_pairs = dict(found.pairs)
     return Imported(graph, "onnx", dict(found.how))
 

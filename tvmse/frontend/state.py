@@ -7,8 +7,10 @@ found by, in order:
 1. ``--state IN=OUT`` given by the user (``explicit``);
 2. names: ``X`` → ``X_out``/``Xout``, ``*_in*`` → ``*_out*``, ``*state_in*`` → ``*state_out*``,
    ``*prev_state*`` → ``*state*``/``*next_state*`` (on tensor names and TFLite signature keys);
-3. a unique size match: an input and an output with the same number of elements, each the only
-   candidate of the other, as long as at least one input (the frame) stays unpaired.
+3. a unique match of size and quantization: an input and an output with the same number of elements
+   and the same scale and zero point, each the only candidate of the other (converters calibrate a
+   state input and the output fed back into it alike);
+4. a unique size match, as long as at least one input (the frame) stays unpaired.
 
 An input left unpaired is a per-step input (the frame); an output left unpaired is a result. The
 shapes of a pair may differ in unit axes (``[1, C]`` in, ``[1, 1, C]`` out): the host rollout
@@ -32,6 +34,7 @@ class Port:
     name: str
     shape: tuple[int, ...]
     aliases: tuple[str, ...] = ()
+    quant: tuple[float, int] | None = None   # (scale, zero point)
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -45,7 +48,7 @@ class Port:
 @dataclass
 class StatePairs:
     pairs: dict[str, str] = field(default_factory=dict)   # input name → output name
-    how: dict[str, str] = field(default_factory=dict)     # input name → "given", "by name", "by size"
+    how: dict[str, str] = field(default_factory=dict)     # input name → "given", "by name", "by size", …
 
     def report(self) -> list[dict]:
         return [{"input": i, "output": o, "found": self.how[i]} for i, o in self.pairs.items()]
@@ -95,13 +98,21 @@ def pair_states(inputs: list[Port], outputs: list[Port], explicit: dict[str, str
             result.pairs[i.name], result.how[i.name] = match[0].name, "by name"
             free_out.remove(match[0])
 
+    def unique_matches(same) -> dict[str, Port]:
+        free_in = [i for i in inputs if i.name not in result.pairs]
+        found = {}
+        for i in free_in:
+            match = [o for o in free_out if same(i, o)]
+            if len(match) == 1 and sum(same(j, match[0]) for j in free_in) == 1:
+                found[i.name] = match[0]
+        return found
+
+    for i, o in unique_matches(lambda i, o: i.size == o.size and i.quant is not None and i.quant == o.quant).items():
+        result.pairs[i], result.how[i] = o.name, "by size and quantization"
+        free_out.remove(o)
     free_in = [i for i in inputs if i.name not in result.pairs]
-    by_size = {}
-    for i in free_in:
-        match = [o for o in free_out if o.size == i.size]
-        if len(match) == 1 and sum(j.size == i.size for j in free_in) == 1:
-            by_size[i.name] = match[0].name
+    by_size = unique_matches(lambda i, o: i.size == o.size)
     if len(by_size) < len(free_in):   # at least one input stays the frame
         for i, o in by_size.items():
-            result.pairs[i], result.how[i] = o, "by size"
+            result.pairs[i], result.how[i] = o.name, "by size"
     return result

@@ -200,7 +200,9 @@ class TfliteImport:
             for j in range(getattr(sig, f"{signature_method}Length")()):
                 entry = getattr(sig, signature_method)(j)
                 keys[int(entry.TensorIndex())].append(entry.Name().decode(errors="replace"))
-        return [Port(self.names[i], self.raw[i].shape, tuple(keys[i])) for i in indices]
+        return [Port(self.names[i], self.raw[i].shape, tuple(keys[i]),
+                     (float(self.raw[i].scale[0]), int(self.raw[i].zero_point[0])) if self.raw[i].scale.size == 1
+                     else None) for i in indices]
 
     def run(self) -> tuple[IntegerGraph, StatePairs]:
         operators = self.operators()
