@@ -83,7 +83,7 @@ def _bad_models(tmp_path):
                            numpy_helper.from_array(np.array(0, np.int8), "z")])
     onnx.save(helper.make_model(g), dynamic)
     return {"not ONNX": (junk, ["not a valid ONNX file"]),
-            "float model": (floaty, ["float model", "Quantize it first"]),
+            "float model": (floaty, ["float model", "--calibration CALIB.npz"]),
             "unsupported op": (unsupported, ["unsupported op Relu at node(s) r"]),
             "dynamic shape": (dynamic, ["input 'x' has a dynamic shape (n)"])}
 

@@ -69,20 +69,29 @@ def resolve_vela_config(target: str, accelerator_config: str | None, system_conf
     return config
 
 
-def load_model(path: Path, state: dict[str, str] | None = None):
+def load_model(path: Path, state: dict[str, str] | None = None, calibration: str | os.PathLike | None = None,
+               percentile: float | None = None):
     """The imported model (``tvmse.frontend.Imported``): integer graph, state pairs, importer notes."""
     from tvmse import frontend
-    return frontend.import_model(path, state)
+    return frontend.import_model(path, state, calibration, percentile)
 
 
 def import_section(imported) -> dict:
     """What the report says of the import: the source format, the state pairs and how each was found,
     the requantizations the importer inserted."""
     pairs = imported.graph.state_pairs
-    return {"format": imported.format,
-            "state_pairs": [{"input": i, "output": o, "found": imported.state_found.get(i, "by name")}
-                            for i, o in pairs.items()],
-            "requantizations_inserted": list(imported.inserted)}
+    section = {"format": imported.format,
+               "state_pairs": [{"input": i, "output": o, "found": imported.state_found.get(i, "by name")}
+                               for i, o in pairs.items()],
+               "requantizations_inserted": list(imported.inserted)}
+    if imported.quantized is not None:
+        q = imported.quantized
+        section["quantization"] = {
+            "method": "post-training, tvmse.quantize: int8 weights per channel, activations per tensor",
+            "calibration_frames": q.frames,
+            "int8_vs_float": q.errors,
+            "note": "over the calibration rollout, state carried; the QDQ model run by onnxruntime"}
+    return section
 
 
 def parse_state_pairs(values: list[str]) -> dict[str, str]:
@@ -146,7 +155,8 @@ def _write_report(folder: Path, report: dict, markdown: str) -> None:
 def compile_model(model_path: str | os.PathLike, target: str = "ethos-u55", accelerator_config: str | None = None,
                   system_config: str | None = None, memory_mode: str | None = None,
                   output_dir: str | os.PathLike | None = None, verify_trials: int = 8,
-                  disabled_passes: tuple[str, ...] = (), state: dict[str, str] | None = None) -> CompileResult:
+                  disabled_passes: tuple[str, ...] = (), state: dict[str, str] | None = None,
+                  calibration: str | os.PathLike | None = None, percentile: float | None = None) -> CompileResult:
     """Compile a model file for an Ethos-U NPU; see the module docstring for what is written."""
     from tvmse.passes.pipeline import check_disabled, run_pipeline
     from tvmse.report import build_report, render_markdown
@@ -161,8 +171,11 @@ def compile_model(model_path: str | os.PathLike, target: str = "ethos-u55", acce
     output_dir = Path(output_dir) if output_dir else Path("out") / f"{name}-{config.accelerator}"
     with _staged_output(output_dir) as staging:
         logger.info("importing %s into the integer form", model_path)
-        imported = load_model(model_path, state)
+        imported = load_model(model_path, state, calibration, percentile)
         graph, rewrites = run_pipeline(imported.graph, tuple(disabled_passes), config)
+        if imported.quantized is not None:
+            for line in imported.quantized.error_lines():
+                logger.info("int8 vs float, %s", line)
         logger.info("building the host reference (TVM, LLVM): %d integer ops", len(graph.ops))
         reference = HostReference(graph)
         build = ethosu.build(graph, config, reference, verify_trials=verify_trials, name=name)
@@ -222,6 +235,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--state", action="append", default=[], metavar="IN=OUT",
                    help="pair a state input with the output that feeds it next step (repeatable; "
                         "default: found by name or size)")
+    from tvmse.quantize import add_calibration_arguments
+    add_calibration_arguments(p)
     p.add_argument("-q", "--quiet", action="store_true", help="only the summary line")
     # cortex-m55: the whole network as C for the CPU (tvmse.targets.cortex_m.compile_cpu)
     p.add_argument("--run", choices=("qemu", "fvp"),
@@ -241,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = compile_model(args.model, args.target, args.accelerator_config, args.system_config,
                                args.memory_mode, args.output_dir, args.verify_trials, tuple(args.disable_pass),
-                               parse_state_pairs(args.state))
+                               parse_state_pairs(args.state), args.calibration, args.percentile)
     except TvmseError as e:
         print(f"tvmse: error: {e}", file=sys.stderr)
         return e.exit_code
@@ -258,7 +273,8 @@ def _main_cortex_m(args: argparse.Namespace) -> int:
     output_dir = Path(args.output_dir) if args.output_dir else Path("out") / f"{model.stem}-cortex-m55"
     try:
         report = compile_cortex_m(model, output_dir, args.run, args.ram_budget, args.frames,
-                                  tuple(args.disable_pass), parse_state_pairs(args.state))
+                                  tuple(args.disable_pass), parse_state_pairs(args.state), args.calibration,
+                                  args.percentile)
     except TvmseError as e:
         print(f"tvmse: error: {e}", file=sys.stderr)
         return e.exit_code

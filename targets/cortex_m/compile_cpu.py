@@ -109,7 +109,7 @@ def random_frames(shape, count: int, seed: int = 0) -> np.ndarray:
 
 def compile_cortex_m(model_path: Path, output_dir: Path, run: str | None = None, ram_budget: int | None = None,
                      frames: int = 50, disabled_passes: tuple[str, ...] = (),
-                     state: dict[str, str] | None = None) -> dict:
+                     state: dict[str, str] | None = None, calibration=None, percentile=None) -> dict:
     """Compile for the Cortex-M55 into ``output_dir`` (see the module docstring); returns the report."""
     from tvmse import __version__
     from tvmse.compile import _staged_output, _write_report, import_section, load_model
@@ -121,7 +121,7 @@ def compile_cortex_m(model_path: Path, output_dir: Path, run: str | None = None,
         from tvmse.errors import ConfigError
         raise ConfigError(f"unknown --run '{run}'; valid: {', '.join(RUNNERS)}")
     check_disabled(tuple(disabled_passes))
-    imported = load_model(model_path, state)
+    imported = load_model(model_path, state, calibration, percentile)
     graph, rewrites = run_pipeline(imported.graph, tuple(disabled_passes))
     network = lower.lower(graph)
     glue = glue_mod.generate(network)

@@ -57,6 +57,7 @@ class Imported:
     format: str                                        # "tflite" | "onnx"
     state_found: dict[str, str] = field(default_factory=dict)   # state input → how its pair was found
     inserted: list[str] = field(default_factory=list)  # requantizations the importer added
+    quantized: object | None = None                    # tvmse.quantize.QuantizeResult of a float source
 
 
 def model_format(path: Path) -> str:
@@ -71,8 +72,13 @@ def model_format(path: Path) -> str:
     return "onnx"
 
 
-def import_model(path: str | Path, state: dict[str, str] | None = None) -> Imported:
+def import_model(path: str | Path, state: dict[str, str] | None = None, calibration: str | Path | None = None,
+                 percentile: float | None = None) -> Imported:
+    """The integer form of a model file; with ``calibration``, a float (or QDQ) ONNX model is first
+    quantized by ``tvmse.quantize`` (see there)."""
     path = Path(path)
+    if calibration is not None:
+        return _import_quantized(path, state, calibration, percentile)
     if path.is_file() and model_format(path) == "tflite":
         from tvmse.frontend.tflite_import import load_tflite
         graph, states, inserted = load_tflite(path, state)
@@ -85,6 +91,24 @@ def import_model(path: str | Path, state: dict[str, str] | None = None) -> Impor
                         [Port(n, tensors[n].shape, quant=tensors[n].quant()) for n in graph.outputs], state)
     graph.state_pairs = dict(found.pairs)
     return Imported(graph, "onnx", dict(found.how))
+
+
+def _import_quantized(path: Path, state, calibration, percentile) -> Imported:
+    import tempfile
+
+    from tvmse.errors import ConfigError
+    from tvmse.frontend.onnx_checks import read_onnx
+    from tvmse.quantize import quantize_model
+    if path.is_file() and model_format(path) == "tflite":
+        raise ConfigError(f"{path} is a TFLite file: --calibration quantizes float ONNX models; a .tflite must "
+                          "already be full int8")
+    result = quantize_model(read_onnx(path), calibration, state, percentile)
+    with tempfile.TemporaryDirectory(prefix="tvmse-quantized-") as work:
+        quantized = Path(work) / path.name
+        onnx.save(result.model, str(quantized))
+        imported = import_model(quantized, state or result.state_pairs)
+    imported.quantized = result
+    return imported
 
 
 def load(path: str | Path, state: dict[str, str] | None = None) -> IntegerGraph:

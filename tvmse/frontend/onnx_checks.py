@@ -16,14 +16,24 @@ from tvmse.errors import ModelFileError, QuantizationError, UnsupportedModelErro
 
 # ONNX op types the QDQ → integer canonicalization understands (see qdq_to_integer.py).
 SUPPORTED_OPS = frozenset({
-    "QuantizeLinear", "DequantizeLinear", "MatMul", "Gemm", "Add", "Mul", "Sigmoid", "Tanh",
-    "Concat", "Split", "Slice", "Identity",
+    "QuantizeLinear", "DequantizeLinear", "MatMul", "Gemm", "Add", "Sub", "Mul", "Sigmoid", "Tanh",
+    "Relu", "Clip", "Concat", "Split", "Slice", "Identity", "Constant", "Reshape", "Squeeze", "Unsqueeze",
+    "Flatten", "Transpose",
 })
+# recurrent ops a quantizer leaves float: `tvmse.quantize` writes them out as int8 cells
+RECURRENT_OPS = frozenset({"LSTM", "GRU"})
 QUANT_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
 
 
 def load_onnx(path: str | Path) -> onnx.ModelProto:
-    """Read and validate an ONNX model file; raises a TvmseError subclass on any problem."""
+    """Read and validate an int8 ONNX model file; raises a TvmseError subclass on any problem."""
+    model = read_onnx(path)
+    check_model(model, str(path))
+    return model
+
+
+def read_onnx(path: str | Path) -> onnx.ModelProto:
+    """Read an ONNX model file (float or quantized); ModelFileError if it is missing or not ONNX."""
     path = Path(path)
     if not path.exists():
         raise ModelFileError(f"model file not found: {path}")
@@ -36,11 +46,12 @@ def load_onnx(path: str | Path) -> onnx.ModelProto:
                              "pass a .onnx model (or an int8 .tflite)") from None
     if not model.graph.node:
         raise ModelFileError(f"{path} is not a valid ONNX file: its graph has no nodes")
-    check_model(model, str(path))
     return model
 
 
 def check_model(model: onnx.ModelProto, where: str) -> None:
+    if not {n.op_type for n in model.graph.node} & QUANT_OPS:
+        check_quantized(model, where)   # a float model: one line saying how to quantize it
     problems = unsupported_op_problems(model) + dynamic_shape_problems(model)
     if problems:
         raise UnsupportedModelError(f"{where}: cannot compile this model:\n  " + "\n  ".join(problems))
@@ -52,9 +63,14 @@ def unsupported_op_problems(model: onnx.ModelProto) -> list[str]:
     for node in model.graph.node:
         if node.op_type not in SUPPORTED_OPS or node.domain not in ("", "ai.onnx"):
             nodes_by_op[f"{node.domain + '.' if node.domain else ''}{node.op_type}"].append(node.name or "<unnamed>")
-    return [f"unsupported op {op} at node(s) {', '.join(names)}" for op, names in sorted(nodes_by_op.items())] + (
-        [f"supported ops are: {', '.join(sorted(SUPPORTED_OPS))}; an LSTM must be written as "
-         "MatMul/Add/Sigmoid/Tanh/Mul cells (see tvmse.models.export)"] if nodes_by_op else [])
+    problems = []
+    for op, names in sorted(nodes_by_op.items()):
+        fix = (" (a float recurrent node: quantize the model with --calibration CALIB.npz, which writes the "
+               "cell out in int8)") if op in RECURRENT_OPS else ""
+        problems.append(f"unsupported op {op} at node(s) {', '.join(names)}{fix}")
+    if nodes_by_op:
+        problems.append(f"supported ops are: {', '.join(sorted(SUPPORTED_OPS | RECURRENT_OPS))}")
+    return problems
 
 
 def dynamic_shape_problems(model: onnx.ModelProto) -> list[str]:
@@ -79,8 +95,8 @@ def check_quantized(model: onnx.ModelProto, where: str) -> None:
     if not ops & QUANT_OPS:
         raise QuantizationError(
             f"{where} is a float model (no QuantizeLinear/DequantizeLinear): tvmse compiles int8 models. "
-            "Quantize it first: train with `python -m tvmse.train` (int8 QAT) or export a QDQ model "
-            "with int8 weights and activations.")
+            "Pass --calibration CALIB.npz (an array [T, *shape] of frames per non-state input) to quantize "
+            "it while compiling, or quantize it first with `python -m tvmse.quantize`.")
     if float_inputs:
         raise QuantizationError(
             f"{where}: input(s) {', '.join(float_inputs)} are not int8; the compiled step takes int8 "

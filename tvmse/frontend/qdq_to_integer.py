@@ -76,6 +76,8 @@ class QdqToInteger:
         self.problems: list[str] = []
         self.names = dict(tensor_names or {})
         self.pending_inputs = {p.name: tuple(int(d) for d in p.ty.shape) for p in self.main.params}
+        self.pending: list[IntOp] = []   # ops the current match needs before its own
+        self.count = 0
 
     # ---- driver -------------------------------------------------------------------------------
     def run(self) -> IntegerGraph:
@@ -163,8 +165,10 @@ class QdqToInteger:
             return None
         if isinstance(op, str):          # identity: the value already is this int8 tensor
             return op
-        self.ops.append(op)
-        self.tensors[op.name] = op.output
+        for one in self.pending + [op]:  # helper ops (constants, requantizations) come first
+            self.ops.append(one)
+            self.tensors[one.name] = one.output
+        self.pending = []
         return op.name
 
     # ---- matching -----------------------------------------------------------------------------
@@ -172,33 +176,84 @@ class QdqToInteger:
         v = self.values.get(expr, expr)
         return self.tensors.get(v.tensor) if isinstance(v, _Dequantized) else None
 
+    def _operand(self, expr, name: str) -> TensorInfo | None:
+        """An activation, or an int8 per-tensor constant turned into a ``constant`` op."""
+        x = self._act(expr)
+        if x is not None:
+            return x
+        v = self.values.get(expr, expr)
+        if isinstance(v, _DequantizedConst) and v.data.dtype == np.int8 and v.scale.size == 1:
+            self.count += 1
+            op = build.constant(f"{name}/const{self.count}", v.data, float(v.scale[0]), int(v.zero_point[0]))
+            self.pending.append(op)
+            return op.output
+        return None
+
+    def _requantized(self, op: IntOp, name: str, scale: float, zp: int) -> IntOp:
+        """``op`` as it is when its result quantization is (scale, zp); else op, then a requantize."""
+        if self._same_quant(op.output, scale, zp):
+            return op
+        op.output.name = f"{name}/before_requantize"
+        self.pending.append(op)
+        return build.requantize(name, op.output, scale, zp)
+
     def _match(self, source, name: str, scale: float, zp: int):
         kind = _op_name(source)
         if isinstance(source, _Dequantized):
-            if self._same_quant(self.tensors[source.tensor], scale, zp):
-                return source.tensor
-            return self._fail(name, "requantize (QuantizeLinear of a DequantizeLinear with another scale)")
-        if kind == "relax.matmul":
-            return self._fully_connected(source, None, name, scale, zp)
-        if kind == "relax.add":
-            return self._add(source, name, scale, zp)
-        if kind == "relax.multiply":
-            a, b = (self._act(x) for x in source.args)
-            if a is None or b is None:
-                return self._fail(name, "Mul of a non-activation operand")
-            return build.mul(name, a, b, scale, zp)
-        if kind in ("relax.sigmoid", "relax.tanh"):
-            return self._activation(source, kind, name, scale, zp)
-        if kind == "relax.concat":
-            parts = [self._act(x) for x in self.values.get(source.args[0], source.args[0]).fields]
-            if any(p is None for p in parts):
-                return self._fail(name, "Concat of a non-activation operand")
-            if not self._same_quant(parts[0], scale, zp):
-                return self._fail(name, "Concat whose output quantization differs from its inputs'")
-            return build.concat(name, parts, axis=int(source.attrs.axis))
-        if isinstance(source, relax.TupleGetItem) or kind == "relax.strided_slice":
+            x = self.tensors[source.tensor]
+            return source.tensor if self._same_quant(x, scale, zp) else build.requantize(name, x, scale, zp)
+        if isinstance(source, relax.TupleGetItem):
             return self._slice(source, name, scale, zp)
-        return self._fail(name, f"{kind or type(source).__name__} before QuantizeLinear")
+        convert = _CONVERTERS.get(kind)
+        if convert is None:
+            return self._fail(name, f"{kind or type(source).__name__} before QuantizeLinear")
+        return convert(self, source, name, scale, zp)
+
+    def _binary(self, call, name, scale, zp):
+        a, b = (self._operand(x, name) for x in call.args)
+        if a is None or b is None:
+            return self._fail(name, f"{_op_name(call)} of an operand that is neither an activation nor an int8 constant")
+        return {"relax.add": build.add, "relax.subtract": build.sub, "relax.multiply": build.mul}[_op_name(call)](
+            name, a, b, scale, zp)
+
+    def _unary_data(self, call, name, scale, zp):
+        """Reshape-like ops and transposes: int8 data movement, then a requantize if the file rescales."""
+        x = self._act(call.args[0])
+        if x is None:
+            return self._fail(name, f"{_op_name(call)} of a non-activation operand")
+        shape = tuple(int(d) for d in call.ty.shape)
+        if _op_name(call) == "relax.permute_dims":
+            perm = [int(a) for a in call.attrs.axes] if call.attrs.axes is not None else list(range(len(x.shape)))[::-1]
+            op = build.transpose(name, x, perm)
+        else:
+            op = build.reshape(name, x, shape)
+        return self._requantized(op, name, scale, zp)
+
+    def _relu(self, call, name, scale, zp):
+        x = self._act(call.args[0])
+        if x is None:
+            return self._fail(name, "Relu of a non-activation operand")
+        if _op_name(call) == "relax.clip":
+            low, high = float(call.args[1].value), float(call.args[2].value)
+            activation = {(0.0, 6.0): "RELU6", (-1.0, 1.0): "RELU_N1_TO_1", (0.0, 1.0): "RELU_0_TO_1"}.get(
+                (low, high))
+            if activation is None or activation == "RELU_0_TO_1":
+                return self._fail(name, f"Clip({low}, {high}): only Relu6 (0, 6) and (-1, 1) map onto int8 ops")
+            return build.requantize(name, x, scale, zp, activation)
+        return build.requantize(name, x, scale, zp, "RELU")
+
+    def _concat(self, call, name, scale, zp):
+        parts = [self._act(x) for x in self.values.get(call.args[0], call.args[0]).fields]
+        if any(p is None for p in parts):
+            return self._fail(name, "Concat of a non-activation operand")
+        fitted = []
+        for k, p in enumerate(parts):   # int8 concatenation needs one quantization: requantize the others
+            if not self._same_quant(p, scale, zp):
+                op = build.requantize(f"{name}/input{k}", p, scale, zp)
+                self.pending.append(op)
+                p = op.output
+            fitted.append(p)
+        return build.concat(name, fitted, axis=int(call.attrs.axis))
 
     def _fail(self, name: str, what: str):
         self.problems.append(f"at '{name}': unsupported pattern: {what}")
@@ -209,10 +264,7 @@ class QdqToInteger:
         for mm, bias in ((lhs, rhs), (rhs, lhs)):
             if _op_name(mm) == "relax.matmul" and isinstance(bias, (_DequantizedConst, tvm.ir.expr.GenericConst)):
                 return self._fully_connected(mm, bias, name, scale, zp)
-        a, b = self._act(call.args[0]), self._act(call.args[1])
-        if a is None or b is None:
-            return self._fail(name, "Add of operands that are neither two activations nor MatMul + bias")
-        return build.add(name, a, b, scale, zp)
+        return self._binary(call, name, scale, zp)
 
     def _fully_connected(self, matmul, bias, name, scale, zp):
         x = self._act(matmul.args[0])
@@ -233,7 +285,8 @@ class QdqToInteger:
         else:
             return self._fail(name, f"weight scales of size {w.scale.size} on axis {w.axis} are not per output channel")
         acc_scale = np.float32(x.scale) * w_scales.astype(np.float32)
-        return build.fully_connected(name, x, weight, self._bias(bias, acc_scale, n), w_scales, scale, zp)
+        return build.fully_connected(name, x, weight, self._bias(bias, acc_scale, n), w_scales, scale, zp,
+                                     out_shape=tuple(int(d) for d in matmul.ty.shape))
 
     @staticmethod
     def _bias(bias, acc_scale: np.ndarray, n: int) -> np.ndarray:
@@ -254,10 +307,7 @@ class QdqToInteger:
         if x is None:
             return self._fail(name, f"{kind} of a non-activation operand")
         op = build.logistic(name, x) if kind == "relax.sigmoid" else build.tanh(name, x)
-        if not self._same_quant(op.output, scale, zp):
-            return self._fail(name, f"{'Sigmoid' if kind == 'relax.sigmoid' else 'Tanh'} output quantized "
-                                    f"({scale}, {zp}); int8 needs ({op.output.scale}, {op.output.zero_point})")
-        return op
+        return self._requantized(op, name, scale, zp)   # TFLite fixes their output grid
 
     def _slice(self, source, name, scale, zp):
         if isinstance(source, relax.TupleGetItem):
@@ -272,13 +322,52 @@ class QdqToInteger:
             begin, end = bounds[source.index], bounds[source.index + 1]
         else:
             x = self._act(source.args[0])
-            if x is None or len(source.attrs.axes) != 1:
-                return self._fail(name, "StridedSlice that is not a single-axis slice of an activation")
-            axis = int(source.attrs.axes[0])
-            begin, end = int(source.attrs.begin[0]), min(int(source.attrs.end[0]), x.shape[axis])
-        if not self._same_quant(x, scale, zp):
-            return self._fail(name, "slice whose output quantization differs from its input's")
-        return build.slice_(name, x, begin, end, axis=axis)
+            axes, begins, ends, strides = _slice_args(source)
+            if x is None or len(axes) != 1 or any(st != 1 for st in strides):
+                return self._fail(name, "StridedSlice that is not a single-axis, unit-stride slice of an activation")
+            axis = axes[0] % len(x.shape)
+            size = x.shape[axis]
+            begin = begins[0] + size if begins[0] < 0 else begins[0]
+            end = min(ends[0] + size if ends[0] < 0 else ends[0], size)
+        return self._requantized(build.slice_(name, x, begin, end, axis=axis), name, scale, zp)
+
+
+_CONVERTERS = {
+    "relax.matmul": lambda self, call, name, scale, zp: self._fully_connected(call, None, name, scale, zp),
+    "relax.add": lambda self, call, name, scale, zp: self._add(call, name, scale, zp),
+    "relax.subtract": QdqToInteger._binary,
+    "relax.multiply": QdqToInteger._binary,
+    "relax.sigmoid": lambda self, call, name, scale, zp: self._activation(call, "relax.sigmoid", name, scale, zp),
+    "relax.tanh": lambda self, call, name, scale, zp: self._activation(call, "relax.tanh", name, scale, zp),
+    "relax.nn.relu": QdqToInteger._relu,
+    "relax.clip": QdqToInteger._relu,
+    "relax.concat": QdqToInteger._concat,
+    "relax.strided_slice": lambda self, call, name, scale, zp: self._slice(call, name, scale, zp),
+    "relax.reshape": QdqToInteger._unary_data,
+    "relax.squeeze": QdqToInteger._unary_data,
+    "relax.expand_dims": QdqToInteger._unary_data,
+    "relax.permute_dims": QdqToInteger._unary_data,
+}
+
+
+def _ints(value) -> list[int]:
+    if isinstance(value, relax.Tuple):
+        value = value.fields
+    if isinstance(value, relax.ShapeExpr):
+        value = value.values
+    return [int(v.value) if hasattr(v, "value") else int(v) for v in value]
+
+
+def _slice_args(call) -> tuple[list[int], list[int], list[int], list[int]]:
+    """(axes, begin, end, strides) of a relax.strided_slice (attributes in older TVM, arguments in 0.27)."""
+    attrs = call.attrs
+    if hasattr(attrs, "axes"):
+        axes, begin, end = _ints(attrs.axes), _ints(attrs.begin), _ints(attrs.end)
+        strides = _ints(attrs.strides) if getattr(attrs, "strides", None) else [1] * len(axes)
+        return axes, begin, end, strides
+    axes, begin, end = (_ints(a) for a in call.args[1:4])
+    strides = _ints(call.args[4]) if len(call.args) > 4 and call.args[4] is not None else [1] * len(axes)
+    return axes, begin, end, strides
 
 
 def _split_bounds(indices_or_sections, length: int) -> list[int]:

@@ -10,7 +10,9 @@ found by, in order:
 3. a unique match of size and quantization: an input and an output with the same number of elements
    and the same scale and zero point, each the only candidate of the other (converters calibrate a
    state input and the output fed back into it alike);
-4. a unique size match, as long as at least one input (the frame) stays unpaired.
+4. a unique size match, as long as at least one input (the frame) stays unpaired: where every
+   input would pair, inputs named like a per-step input (``frame``, ``input``, ``features``, ``mfcc``,
+   ``spec``, ``x``, …) are left out.
 
 An input left unpaired is a per-step input (the frame); an output left unpaired is a result. The
 shapes of a pair may differ in unit axes (``[1, C]`` in, ``[1, 1, C]`` out): the host rollout
@@ -60,6 +62,20 @@ def _norm(name: str) -> str:
     return name.removeprefix("serving_default_")
 
 
+_PER_STEP_WORDS = {"frame", "frames", "input", "inputs", "feature", "features", "feat", "feats", "mfcc", "spec",
+                   "spectrum", "audio", "x", "noisy", "mixture", "mix", "signal", "samples"}
+
+
+def _looks_per_step(port: Port) -> bool:
+    """Named like the per-step input rather than state."""
+    return any(set(re.split(r"[^a-z0-9]+|\d+", _norm(n))) & _PER_STEP_WORDS for n in port.names)
+
+
+def _close_quant(a: tuple[float, int] | None, b: tuple[float, int] | None) -> bool:
+    """Same zero point and a scale equal within float32 rounding (converters round state scales apart)."""
+    return a is not None and b is not None and a[1] == b[1] and abs(a[0] - b[0]) <= 1e-5 * max(a[0], b[0])
+
+
 def _name_candidates(name: str) -> set[str]:
     """Output names that would pair with input ``name`` under the naming rules."""
     n = _norm(name)
@@ -107,11 +123,13 @@ def pair_states(inputs: list[Port], outputs: list[Port], explicit: dict[str, str
                 found[i.name] = match[0]
         return found
 
-    for i, o in unique_matches(lambda i, o: i.size == o.size and i.quant is not None and i.quant == o.quant).items():
+    for i, o in unique_matches(lambda i, o: i.size == o.size and _close_quant(i.quant, o.quant)).items():
         result.pairs[i], result.how[i] = o.name, "by size and quantization"
         free_out.remove(o)
     free_in = [i for i in inputs if i.name not in result.pairs]
     by_size = unique_matches(lambda i, o: i.size == o.size)
+    if len(by_size) == len(free_in):
+        by_size = {i.name: by_size[i.name] for i in free_in if i.name in by_size and not _looks_per_step(i)}
     if len(by_size) < len(free_in):   # at least one input stays the frame
         for i, o in by_size.items():
             result.pairs[i], result.how[i] = o.name, "by size"
