@@ -19,6 +19,7 @@ from pathlib import Path
 import onnx
 
 from tvmse.frontend.onnx_checks import load_onnx
+from tvmse.frontend.onnx_fold import fold_constants
 from tvmse.frontend.qdq_to_integer import qdq_to_integer
 from tvmse.frontend.state import Port, pair_states
 from tvmse.ir import IntegerGraph
@@ -83,7 +84,7 @@ def import_model(path: str | Path, state: dict[str, str] | None = None, calibrat
         from tvmse.frontend.tflite_import import load_tflite
         graph, states, inserted = load_tflite(path, state)
         return Imported(graph, "tflite", dict(states.how), inserted)
-    model = load_onnx(path)
+    model = fold_constants(load_onnx(path))
     mod, names = import_onnx(model)
     graph = qdq_to_integer(mod, names)
     tensors = graph.tensors()
@@ -96,7 +97,7 @@ def import_model(path: str | Path, state: dict[str, str] | None = None, calibrat
 def _import_quantized(path: Path, state, calibration, percentile) -> Imported:
     import tempfile
 
-    from tvmse.errors import ConfigError
+    from tvmse.errors import ConfigError, TvmseError
     from tvmse.frontend.onnx_checks import read_onnx
     from tvmse.quantize import quantize_model
     if path.is_file() and model_format(path) == "tflite":
@@ -106,7 +107,10 @@ def _import_quantized(path: Path, state, calibration, percentile) -> Imported:
     with tempfile.TemporaryDirectory(prefix="tvmse-quantized-") as work:
         quantized = Path(work) / path.name
         onnx.save(result.model, str(quantized))
-        imported = import_model(quantized, state or result.state_pairs)
+        try:
+            imported = import_model(quantized, state or result.state_pairs)
+        except TvmseError as e:   # name the user's file, not the temporary quantized one
+            raise type(e)(str(e).replace(str(quantized), f"{path} (as quantized by tvmse.quantize)")) from None
     imported.quantized = result
     return imported
 

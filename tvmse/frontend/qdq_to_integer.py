@@ -262,9 +262,87 @@ class QdqToInteger:
     def _add(self, call, name, scale, zp):
         lhs, rhs = (self.values.get(x, x) for x in call.args)
         for mm, bias in ((lhs, rhs), (rhs, lhs)):
-            if _op_name(mm) == "relax.matmul" and isinstance(bias, (_DequantizedConst, tvm.ir.expr.GenericConst)):
+            bias = self._constant_bias(bias)
+            if bias is None:
+                continue
+            if _op_name(mm) == "relax.matmul":
                 return self._fully_connected(mm, bias, name, scale, zp)
+            if _op_name(mm) in _CONVOLUTIONS:
+                return self._conv(mm, bias, name, scale, zp)
         return self._binary(call, name, scale, zp)
+
+    def _constant_bias(self, expr):
+        """A bias operand: a dequantized or float constant, possibly reshaped to broadcast ([1, C, 1])."""
+        if _op_name(expr) == "relax.reshape":
+            expr = self.values.get(expr.args[0], expr.args[0])
+        return expr if isinstance(expr, (_DequantizedConst, tvm.ir.expr.GenericConst)) else None
+
+    def _channels_last(self, x: TensorInfo, name: str) -> tuple[TensorInfo, int]:
+        """x [1, C, W] or [1, C, H, W] (ONNX layout) as NHWC [1, H, W, C] for the integer convolution."""
+        rank = len(x.shape)
+        perm = [0, 2, 1] if rank == 3 else [0, 2, 3, 1]
+        op = build.transpose(f"{name}/channels_last", x, perm)
+        self.pending.append(op)
+        if rank == 3:
+            op = build.reshape(f"{name}/nhwc", op.output, (1, 1, x.shape[2], x.shape[1]))
+            self.pending.append(op)
+        return op.output, rank
+
+    def _channels_first(self, y: IntOp, rank: int, name: str) -> IntOp:
+        """The NHWC result back in the source layout, the last op named ``name``."""
+        self.pending.append(y)
+        out = y.output
+        if rank == 3:
+            reshaped = build.reshape(f"{name}/nwc", out, (1, out.shape[2], out.shape[3]))
+            self.pending.append(reshaped)
+            return build.transpose(name, reshaped.output, [0, 2, 1])
+        return build.transpose(name, out, [0, 3, 1, 2])
+
+    def _conv(self, conv, bias, name, scale, zp):
+        x = self._act(conv.args[0])
+        w = self.values.get(conv.args[1], conv.args[1])
+        if x is None or not isinstance(w, _DequantizedConst) or w.data.dtype != np.int8 or np.any(w.zero_point != 0):
+            return self._fail(name, "Conv whose operands are not an int8 activation and symmetric int8 weights")
+        a = conv.attrs
+        one_d = _op_name(conv) == "relax.nn.conv1d"
+        if str(a.data_layout) not in ("NCW", "NCHW") or x.shape[0] != 1:
+            return self._fail(name, f"Conv with layout {a.data_layout} or batch {x.shape[0]}")
+        strides, dilation, pads = [int(v) for v in a.strides], [int(v) for v in a.dilation], [int(v) for v in a.padding]
+        if one_d:
+            strides, dilation, pads = [1, strides[0]], [1, dilation[0]], [0, pads[0], 0, pads[1]]
+        data = w.data if not one_d else w.data[:, :, None, :]           # OIHW
+        out_channels, groups, channels = data.shape[0], int(a.groups), x.shape[1]
+        w_scales = np.broadcast_to(w.scale, (out_channels,)) if w.scale.size in (1, out_channels) else None
+        if w_scales is None or (w.scale.size > 1 and w.axis != 0):
+            return self._fail(name, "Conv weight scales that are not per output channel")
+        acc_scale = np.float32(x.scale) * w_scales.astype(np.float32)
+        bias_values = self._bias(bias, acc_scale, out_channels)
+        nhwc, rank = self._channels_last(x, name)
+        inner = f"{name}/conv"
+        if groups == 1:
+            op = build.conv_2d(inner, nhwc, data.transpose(0, 2, 3, 1), bias_values, w_scales, scale, zp,
+                               strides, dilation, pads)
+        elif groups == channels and data.shape[1] == 1:
+            op = build.depthwise_conv_2d(inner, nhwc, data.transpose(1, 2, 3, 0), bias_values, w_scales, scale, zp,
+                                         strides, dilation, pads)
+        else:
+            return self._fail(name, f"grouped Conv with {groups} groups (only 1 or depthwise)")
+        return self._channels_first(op, rank, name)
+
+    def _pool(self, call, name, scale, zp):
+        x = self._act(call.args[0])
+        if x is None:
+            return self._fail(name, "MaxPool of a non-activation operand")
+        a = call.attrs
+        one_d = _op_name(call) == "relax.nn.max_pool1d"
+        size, strides, pads = [int(v) for v in a.pool_size], [int(v) for v in a.strides], [int(v) for v in a.padding]
+        if any(int(d) != 1 for d in a.dilation) or bool(a.ceil_mode):
+            return self._fail(name, "MaxPool with dilation or ceil_mode")
+        if one_d:
+            size, strides, pads = [1, size[0]], [1, strides[0]], [0, pads[0], 0, pads[1]]
+        nhwc, rank = self._channels_last(x, name)
+        op = build.max_pool(f"{name}/pool", nhwc, size, strides, pads)
+        return self._requantized(self._channels_first(op, rank, name), name, scale, zp)
 
     def _fully_connected(self, matmul, bias, name, scale, zp):
         x = self._act(matmul.args[0])
@@ -332,7 +410,13 @@ class QdqToInteger:
         return self._requantized(build.slice_(name, x, begin, end, axis=axis), name, scale, zp)
 
 
+_CONVOLUTIONS = ("relax.nn.conv1d", "relax.nn.conv2d")
+
 _CONVERTERS = {
+    "relax.nn.conv1d": lambda self, call, name, scale, zp: self._conv(call, None, name, scale, zp),
+    "relax.nn.conv2d": lambda self, call, name, scale, zp: self._conv(call, None, name, scale, zp),
+    "relax.nn.max_pool1d": QdqToInteger._pool,
+    "relax.nn.max_pool2d": QdqToInteger._pool,
     "relax.matmul": lambda self, call, name, scale, zp: self._fully_connected(call, None, name, scale, zp),
     "relax.add": lambda self, call, name, scale, zp: self._add(call, name, scale, zp),
     "relax.subtract": QdqToInteger._binary,

@@ -1,0 +1,105 @@
+"""Fold an ONNX graph's constant subgraphs (shape arithmetic, computed pads) into initializers.
+
+Exporters compute some operands at run time from constants only: ``torch.onnx.export`` writes a
+``Pad`` whose pads come from ``ConstantOfShape → Concat → Reshape → Slice → Transpose → Cast``. TVM's
+importer and the integer form need them as constants. Every node whose inputs are all constants is
+evaluated once (onnx's reference evaluator) and replaced by an initializer; Quantize/DequantizeLinear
+stay, since they are how a QDQ model marks its int8 weights.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+KEEP = {"QuantizeLinear", "DequantizeLinear"}
+
+
+def _evaluate(node: onnx.NodeProto, values: dict[str, np.ndarray], opset: list) -> list[np.ndarray]:
+    from onnx.reference import ReferenceEvaluator
+    inputs = [helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(values[name].dtype), None)
+              for name in node.input if name]
+    outputs = [helper.make_tensor_value_info(name, onnx.TensorProto.UNDEFINED, None) for name in node.output]
+    graph = helper.make_graph([node], "fold", inputs, outputs)
+    model = helper.make_model(graph, opset_imports=opset)
+    return ReferenceEvaluator(model).run(None, {name: values[name] for name in node.input if name})
+
+
+def fold_constants(model: onnx.ModelProto) -> onnx.ModelProto:
+    constants = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    foldable = [n for n in model.graph.node if n.op_type not in KEEP
+                and (n.op_type == "Constant" or (n.input and all(not i or i in constants for i in n.input)))]
+    if not foldable:
+        return model
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    opset = list(model.opset_import)
+    keep, added = [], []
+    for node in model.graph.node:
+        if node.op_type not in KEEP and (node.op_type == "Constant" or
+                                         (node.input and all(not i or i in constants for i in node.input))):
+            try:
+                results = _evaluate(node, constants, opset)
+            except Exception:   # noqa: BLE001 - a node the evaluator cannot run stays as it is
+                keep.append(node)
+                continue
+            for name, value in zip(node.output, results):
+                constants[name] = np.asarray(value)
+                added.append(numpy_helper.from_array(np.asarray(value), name))
+        else:
+            keep.append(node)
+    del model.graph.node[:]
+    model.graph.node.extend(keep)
+    model.graph.initializer.extend(added)
+    used = {name for n in keep for name in n.input} | {o.name for o in model.graph.output}
+    kept = [i for i in model.graph.initializer if i.name in used]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(kept)
+    return model
+
+
+def fold_pad_into_conv(model: onnx.ModelProto) -> onnx.ModelProto:
+    """``Pad(x, zeros on spatial axes) → Conv`` becomes ``Conv(x, pads += …)`` (exact: a convolution
+    pads with the real value 0, in int8 the zero point, as the Pad does)."""
+    constants = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    users: dict[str, list[onnx.NodeProto]] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            users.setdefault(name, []).append(node)
+    outputs = {o.name for o in model.graph.output}
+    removed = set()
+    for pad in model.graph.node:
+        if pad.op_type != "Pad" or pad.output[0] in outputs or len(pad.input) < 2 or pad.input[1] not in constants:
+            continue
+        attrs = {a.name: helper.get_attribute_value(a) for a in pad.attribute}
+        value = constants.get(pad.input[2]) if len(pad.input) > 2 and pad.input[2] else np.zeros(1)
+        if attrs.get("mode", b"constant") not in (b"constant", "constant") or value is None or np.any(value != 0) \
+                or (len(pad.input) > 3 and pad.input[3]):
+            continue
+        pads = constants[pad.input[1]].astype(int).reshape(-1)
+        rank = len(pads) // 2
+        begin, end = pads[:rank], pads[rank:]
+        convs = users.get(pad.output[0], [])
+        if rank < 3 or np.any(begin[:2]) or np.any(end[:2]) or not convs or \
+                any(c.op_type != "Conv" or c.input[0] != pad.output[0] for c in convs):
+            continue
+        for conv in convs:
+            conv_attrs = {a.name: helper.get_attribute_value(a) for a in conv.attribute}
+            if conv_attrs.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
+                break
+        else:
+            for conv in convs:
+                current = {a.name: helper.get_attribute_value(a) for a in conv.attribute}.get("pads", [0] * (2 * (rank - 2)))
+                spatial = rank - 2
+                merged = [int(current[k]) + int(begin[2 + k]) for k in range(spatial)] + \
+                         [int(current[spatial + k]) + int(end[2 + k]) for k in range(spatial)]
+                kept = [a for a in conv.attribute if a.name != "pads"]
+                del conv.attribute[:]
+                conv.attribute.extend(kept + [helper.make_attribute("pads", merged)])
+                conv.input[0] = pad.input[0]
+            removed.add(id(pad))
+    if removed:
+        kept_nodes = [n for n in model.graph.node if id(n) not in removed]
+        del model.graph.node[:]
+        model.graph.node.extend(kept_nodes)
+    return model
