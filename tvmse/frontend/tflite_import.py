@@ -211,7 +211,7 @@ class TfliteImport:
             if op.kind not in CONVERTERS:
                 unsupported[op.kind].append(self.raw[op.outputs[0]].name if op.outputs else "?")
         problems = [f"unsupported op {kind} (outputs {', '.join(names[:6])}{' …' if len(names) > 6 else ''})"
-                    for kind, names in sorted(unsupported.items())]
+                    + (f": {REFUSED[kind]}" if kind in REFUSED else "") for kind, names in sorted(unsupported.items())]
         if problems:
             problems.append(f"supported TFLite ops: {', '.join(sorted(CONVERTERS))}; see the README "
                             "('Bring your own model') for how to re-export without the others")
@@ -561,6 +561,17 @@ CONVERTERS: dict[str, Callable[[TfliteImport, _Op], None]] = {
     "MAX_POOL_2D": _pool("max_pool"),
     "SOFTMAX": _softmax,
     "MEAN": _mean,
+}
+
+
+# Ops refused on purpose, with why and what to do instead (the generic message lists the supported ops).
+REFUSED: dict[str, str] = {
+    "UNIDIRECTIONAL_SEQUENCE_LSTM":
+        "TFLite's fused int8 LSTM computes its gates and cell in int16 and keeps h and c in variable tensors "
+        "inside the op, so it is not a streaming step with explicit state; re-export the step with the state "
+        "as model inputs and outputs (Keras: LSTM(..., return_state=True, unroll=True) called with "
+        "initial_state=[h, c] from keras.Input), which the converter unrolls into FULLY_CONNECTED, LOGISTIC, "
+        "TANH, MUL and ADD ops tvmse compiles",
 }
 
 
