@@ -76,6 +76,10 @@ def op_graph(kind: str, seed: int) -> IntegerGraph:
         return IntegerGraph([x], ["y"], [getattr(build, kind)("y", x, (3, 2), (2, 2), pad)])
     if kind == "average_pool_global":
         return IntegerGraph([x], ["y"], [build.average_pool("y", x, (6, 5), (1, 1))])
+    if kind == "softmax":
+        return IntegerGraph([x], ["y"], [build.softmax("y", x, beta=float(rng.uniform(0.5, 2.0)))])
+    if kind.startswith("mean"):   # mean: spatial axes to [1, C] (Keras global pooling), mean_keep_dims: [1, 1, 1, C]
+        return IntegerGraph([x], ["y"], [build.mean("y", x, [1, 2], kind == "mean_keep_dims", out_scale, out_zp)])
     if kind in ("logistic", "tanh"):
         return IntegerGraph([x], ["y"], [getattr(build, kind)("y", x)])
     raise KeyError(kind)
@@ -84,4 +88,4 @@ def op_graph(kind: str, seed: int) -> IntegerGraph:
 KINDS = ["conv_2d", "conv_2d_explicit_padding", "depthwise_conv_2d", "fully_connected_3d", "add", "sub", "mul",
          "mul_by_constant", "requantize", "requantize/RELU", "requantize/RELU6", "requantize/RELU_N1_TO_1",
          "leaky_relu", "transpose", "pad", "reshape", "slice_axis_2", "concat_axis_3", "average_pool", "max_pool",
-         "average_pool_global", "logistic", "tanh"]
+         "average_pool_global", "logistic", "tanh", "softmax", "mean", "mean_keep_dims"]

@@ -12,6 +12,7 @@ One lowering per op kind (``_LOWERINGS``)::
     slice             → STRIDED_SLICE (free on Ethos-U: a read offset)
     reshape / transpose / pad → RESHAPE / TRANSPOSE / PAD
     average_pool / max_pool → AVERAGE_POOL_2D / MAX_POOL_2D
+    softmax           → SOFTMAX (beta)           mean → MEAN (axes tensor, keep_dims)
     constant          → a constant int8 tensor (no operator)
 
 Every tensor keeps the scale and zero point of the integer form, so the interpreter derives the
@@ -148,6 +149,8 @@ _LOWERINGS = {
     "average_pool": _lower_pool,
     "max_pool": _lower_pool,
     "constant": _lower_constant,
+    "softmax": _simple("SOFTMAX", beta="beta"),
+    "mean": _simple("MEAN", axis="axes", keep_dims="keep_dims"),
 }
 
 

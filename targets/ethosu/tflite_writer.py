@@ -66,7 +66,8 @@ class Operator:
     ``fused_activation_function``; CONCATENATION ``axis``; SPLIT ``axis``,
     ``num_splits`` (default: one part per output); SLICE ``begin``, ``size``
     (-1: to the end); STRIDED_SLICE ``begin``, ``end``, ``strides`` (default 1);
-    RESHAPE ``new_shape`` (default: the output's shape); LOGISTIC, TANH none.
+    RESHAPE ``new_shape`` (default: the output's shape); LOGISTIC, TANH none;
+    SOFTMAX ``beta``; MEAN ``axis`` (list), ``keep_dims``.
     """
 
     kind: str
@@ -470,6 +471,27 @@ def _check_rescale(op: Operator, t: dict[str, Tensor], where: str) -> None:
     _per_tensor(x, where), _per_tensor(y, where)
 
 
+def _check_softmax(op: Operator, t: dict[str, Tensor], where: str) -> None:
+    x, y = t[op.inputs[0]], t[op.outputs[0]]
+    _expect_shape(y, x.shape, where)
+    _per_tensor(x, where)
+    if _per_tensor(y, where) != (np.float32(1.0 / 256.0), -128):
+        _fail(where, f"output '{y.name}' must be quantised with scale 1/256, zero point -128 (int8 SOFTMAX)")
+    if not float(op.options.get("beta", 1.0)) > 0:
+        _fail(where, f"beta must be positive, got {op.options.get('beta')}")
+
+
+def _check_mean(op: Operator, t: dict[str, Tensor], where: str) -> None:
+    x, y = t[op.inputs[0]], t[op.outputs[0]]
+    axes = sorted({_axis(a, len(x.shape), where) for a in op.options.get("axis", ())})
+    if not axes:
+        _fail(where, "needs at least one axis to reduce")
+    keep = bool(op.options.get("keep_dims", False))
+    shape = [1 if i in axes else d for i, d in enumerate(x.shape) if keep or i not in axes]
+    _expect_shape(y, shape, where)
+    _per_tensor(x, where), _per_tensor(y, where)
+
+
 def _padding_code(op: Operator) -> int:
     return tflite.Padding.SAME if op.options.get("padding") == "SAME" else tflite.Padding.VALID
 
@@ -518,6 +540,17 @@ def _lower_pad(op: Operator, tensors: dict[str, Tensor], fresh) -> _Lowering:
     return [*op.inputs, tensor.name], [tensor], _BO.PadOptions, _table(tflite.PadOptionsStart)
 
 
+def _lower_softmax(op: Operator, tensors: dict[str, Tensor], fresh) -> _Lowering:
+    build = _table(tflite.SoftmaxOptionsStart, (tflite.SoftmaxOptionsAddBeta, float(op.options.get("beta", 1.0))))
+    return list(op.inputs), [], _BO.SoftmaxOptions, build
+
+
+def _lower_mean(op: Operator, tensors: dict[str, Tensor], fresh) -> _Lowering:
+    axis = _int32_constant(fresh(op.outputs[0] + "/axis"), op.options["axis"])
+    build = _table(tflite.ReducerOptionsStart, (tflite.ReducerOptionsAddKeepDims, bool(op.options.get("keep_dims"))))
+    return [*op.inputs, axis.name], [axis], _BO.ReducerOptions, build
+
+
 def _lower(op: Operator, tensors: dict[str, Tensor], fresh: Callable[[str], str]) -> tuple[_Lowered, list[Tensor]]:
     """Turns option-borne parameters into the constant tensors and options table TFLite expects."""
     spec = _SPECS[op.kind]
@@ -549,6 +582,8 @@ _SPECS: dict[str, _OpSpec] = {
     "PAD": _OpSpec(_B.PAD, 2, (1,), _check_passthrough, _lower_pad),
     "AVERAGE_POOL_2D": _OpSpec(_B.AVERAGE_POOL_2D, 2, (1,), _check_passthrough, _lower_pool),
     "MAX_POOL_2D": _OpSpec(_B.MAX_POOL_2D, 2, (1,), _check_passthrough, _lower_pool),
+    "SOFTMAX": _OpSpec(_B.SOFTMAX, 2, (1,), _check_softmax, _lower_softmax),
+    "MEAN": _OpSpec(_B.MEAN, 2, (1,), _check_mean, _lower_mean),
 }
 
 

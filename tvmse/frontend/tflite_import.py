@@ -211,7 +211,7 @@ class TfliteImport:
             if op.kind not in CONVERTERS:
                 unsupported[op.kind].append(self.raw[op.outputs[0]].name if op.outputs else "?")
         problems = [f"unsupported op {kind} (outputs {', '.join(names[:6])}{' …' if len(names) > 6 else ''})"
-                    for kind, names in sorted(unsupported.items())]
+                    + (f": {REFUSED[kind]}" if kind in REFUSED else "") for kind, names in sorted(unsupported.items())]
         if problems:
             problems.append(f"supported TFLite ops: {', '.join(sorted(CONVERTERS))}; see the README "
                             "('Bring your own model') for how to re-export without the others")
@@ -508,6 +508,28 @@ def _pool(kind: str):
     return convert
 
 
+def _softmax(imp: TfliteImport, op: _Op) -> None:
+    x = imp.info(op.inputs[0])
+    name, scale, zp, _ = imp.out(op)
+    result = build.softmax(name, x, op.option(tflite.SoftmaxOptions).Beta())
+    if not _same_quant(result.output, scale, zp):
+        raise ImportProblem(f"int8 SOFTMAX output must be quantized ({result.output.scale}, "
+                            f"{result.output.zero_point}), the file has ({scale}, {zp})")
+    imp.emit(result)
+
+
+def _mean(imp: TfliteImport, op: _Op) -> None:
+    x = imp.info(op.inputs[0])
+    axes = [int(a) for a in imp.const(op.inputs[1], "MEAN axes").reshape(-1)]
+    keep_dims = bool(op.option(tflite.ReducerOptions).KeepDims()) if op.options is not None else False
+    name, scale, zp, shape = imp.out(op)
+    result = build.mean(name, x, axes, keep_dims, scale, zp)
+    if tuple(result.output.shape) != tuple(shape):
+        raise ImportProblem(f"MEAN output shape {list(shape)} is not the input {list(x.shape)} reduced over "
+                            f"axes {axes} (keep_dims={keep_dims})")
+    imp.emit(result)
+
+
 CONVERTERS: dict[str, Callable[[TfliteImport, _Op], None]] = {
     "FULLY_CONNECTED": _fully_connected,
     "CONV_2D": _conv_2d,
@@ -537,6 +559,19 @@ CONVERTERS: dict[str, Callable[[TfliteImport, _Op], None]] = {
     "PADV2": _pad,
     "AVERAGE_POOL_2D": _pool("average_pool"),
     "MAX_POOL_2D": _pool("max_pool"),
+    "SOFTMAX": _softmax,
+    "MEAN": _mean,
+}
+
+
+# Ops refused on purpose, with why and what to do instead (the generic message lists the supported ops).
+REFUSED: dict[str, str] = {
+    "UNIDIRECTIONAL_SEQUENCE_LSTM":
+        "TFLite's fused int8 LSTM computes its gates and cell in int16 and keeps h and c in variable tensors "
+        "inside the op, so it is not a streaming step with explicit state; re-export the step with the state "
+        "as model inputs and outputs (Keras: LSTM(..., return_state=True, unroll=True) called with "
+        "initial_state=[h, c] from keras.Input), which the converter unrolls into FULLY_CONNECTED, LOGISTIC, "
+        "TANH, MUL and ADD ops tvmse compiles",
 }
 
 

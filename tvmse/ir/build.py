@@ -198,3 +198,39 @@ def constant(name: str, value: np.ndarray, scale: float, zero_point: int) -> Int
     value = np.asarray(value, np.int8)
     return IntOp("constant", [], TensorInfo(name, tuple(value.shape), _f32(scale), int(zero_point)),
                  consts={"value": value})
+
+
+SOFTMAX_QUANT = SIGMOID_QUANT   # TFLite's int8 SOFTMAX output: 1/256, −128
+_SCALED_DIFF_INTEGER_BITS = 5   # TFLite's kScaledDiffIntegerBits: input differences in Q5.26
+
+
+def softmax(name: str, x: TensorInfo, beta: float = 1.0) -> IntOp:
+    """int8 SOFTMAX over the last axis with TFLite's parameters (PreprocessSoftmaxScaling, diff_min)."""
+    beta = _f32(beta)
+    if not beta > 0:
+        raise ValueError(f"softmax '{name}': beta must be positive, got {beta}")
+    bits = _SCALED_DIFF_INTEGER_BITS
+    real = min(beta * _f32(x.scale) * (1 << (31 - bits)), float((1 << 31) - 1))
+    multiplier, left_shift = quant_math.quantize_multiplier(real)
+    if left_shift < 0:
+        raise ValueError(f"softmax '{name}': input scale {x.scale} × beta {beta} is too small for TFLite's int8 "
+                         "softmax (its multiplier must be at least 1)")
+    radius = int(np.floor(((1 << bits) - 1) * float(1 << (31 - bits)) / float(1 << left_shift)))
+    return IntOp("softmax", [x.name], TensorInfo(name, x.shape, _f32(SOFTMAX_QUANT[0]), SOFTMAX_QUANT[1]),
+                 attrs={"beta": beta, "multiplier": int(multiplier), "left_shift": int(left_shift),
+                        "diff_min": -radius})
+
+
+def mean(name: str, x: TensorInfo, axes, keep_dims: bool, out_scale: float, out_zp: int) -> IntOp:
+    """int8 MEAN over ``axes`` as TFLite's reference kernel: multiplier of in/out scale with 1/count folded in
+    (the count's power of two moved into the shift)."""
+    rank = len(x.shape)
+    axes = sorted({int(a) % rank for a in axes})
+    count = int(np.prod([x.shape[a] for a in axes]))
+    multiplier, shift = quant_math.quantize_multiplier(float(np.float32(x.scale)) / float(_f32(out_scale)))
+    extra = min(count.bit_length() - 1, 32, 31 + shift)
+    multiplier = (multiplier << extra) // count
+    shape = tuple(1 if i in axes else d for i, d in enumerate(x.shape) if keep_dims or i not in axes)
+    return IntOp("mean", [x.name], TensorInfo(name, shape, _f32(out_scale), int(out_zp)),
+                 attrs={"axes": axes, "keep_dims": bool(keep_dims), "in_zp": x.zero_point, "count": count,
+                        "mult": int(multiplier), "shift": int(shift - extra)})

@@ -17,7 +17,7 @@ with one scale and zero point each (asymmetric allowed; images NHWC); weights in
 0 and per-output-channel scales; biases int32 with scale x_scale·w_scale[n]; requantization as an
 int32 multiplier and a shift per channel (TFLite's QuantizeMultiplier of x_scale·w_scale/y_scale).
 Fused activations are an int8 clamp range (attrs ``clamp``, ``activation``) on the op that
-computes them. LOGISTIC output is fixed at scale 1/256, zero point −128, TANH at 1/128, 0;
+computes them. LOGISTIC and SOFTMAX outputs are fixed at scale 1/256, zero point −128, TANH at 1/128, 0;
 data-movement ops (concat, slice, reshape, transpose, pad, max_pool, average_pool) keep their
 input's quantization, so importers insert ``requantize`` ops where a source model differs.
 
@@ -51,6 +51,8 @@ OP_KINDS: dict[str, tuple[str, ...]] = {
     "reshape": (), "transpose": (), "pad": (),
     "average_pool": (), "max_pool": (),
     "constant": ("value",),            # an int8 tensor known at compile time
+    "softmax": (),                     # over the last axis; output fixed at 1/256, −128
+    "mean": (),                        # over some axes (keep_dims or not), any output quantization
 }
 CONST_DTYPES = {"weight": "int8", "bias": "int32", "multiplier": "int32", "shift": "int32", "value": "int8"}
 

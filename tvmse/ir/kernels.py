@@ -11,7 +11,9 @@ int8 kernels perform (see ``tvmse.quant_math`` for the numpy statement of the sa
   ``sign(p)·((|p| + 2^(30−shift)) >> (31−shift))`` with ``p = acc·m``. The TFLite interpreter's
   reference kernel computes ``round(double(acc)·scale)`` for it; this integer twin agrees on every
   case tried (the two-rounding form differs near every .5; halves-up differs on negative ties);
-- LOGISTIC/TANH as the 256-entry lookup tables TFLite builds.
+- LOGISTIC/TANH as the 256-entry lookup tables TFLite builds;
+- SOFTMAX as TFLite's reference kernel: gemmlowp fixed-point exp and reciprocal (``_softmax``);
+- MEAN as TFLite's reference QuantizedMeanOrSum: integer sum, one requantization (``_mean``).
 
 Because the bodies are ordinary Relax, the same module runs on the host (Relax VM, LLVM) and
 legalizes to TIR for the Cortex-M55.
@@ -25,32 +27,50 @@ from tvm.relax import op as R
 
 I64 = "int64"
 I32 = "int32"
+INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
 
 
 def const(value, dtype: str) -> relax.Constant:
     return relax.const(np.asarray(value, dtype=dtype), dtype)
 
 
+def saturating_rounding_doubling_high_mul(bb: relax.BlockBuilder, a: relax.Expr, b: relax.Expr) -> relax.Expr:
+    """gemmlowp SaturatingRoundingDoublingHighMul on int64 operands holding int32 values: (a·b + nudge) / 2^31,
+    truncating as C's division. The saturating case a = b = INT32_MIN cannot occur where tvmse calls it (one
+    operand is always a positive multiplier or a value of magnitude below 2^30)."""
+    zero = const(0, I64)
+    ab = bb.emit(R.multiply(a, b))
+    t = bb.emit(R.add(ab, R.where(R.greater_equal(ab, zero), const(1 << 30, I64), const(1 - (1 << 30), I64))))
+    return bb.emit(R.where(R.greater_equal(t, zero), R.right_shift(t, const(31, I64)),
+                           R.negative(R.right_shift(R.negative(t), const(31, I64)))))
+
+
+def rounding_divide_by_pot(bb: relax.BlockBuilder, x: relax.Expr, exponent: relax.Expr) -> relax.Expr:
+    """gemmlowp RoundingDivideByPOT on int64: x / 2^exponent, halves away from zero (exponent may be a tensor)."""
+    zero = const(0, I64)
+    mask = bb.emit(R.subtract(R.left_shift(const(1, I64), exponent), const(1, I64)))
+    remainder = bb.emit(R.bitwise_and(x, mask))
+    threshold = bb.emit(R.add(R.right_shift(mask, const(1, I64)), R.where(R.less(x, zero), const(1, I64), zero)))
+    return bb.emit(R.add(R.right_shift(x, exponent), R.where(R.greater(remainder, threshold), const(1, I64), zero)))
+
+
+def saturating_left_shift(bb: relax.BlockBuilder, x: relax.Expr, exponent: int) -> relax.Expr:
+    """gemmlowp SaturatingRoundingMultiplyByPOT<exponent > 0> on int64 holding int32 values."""
+    threshold = (1 << (31 - exponent)) - 1
+    return bb.emit(R.where(R.greater(x, const(threshold, I64)), const(INT32_MAX, I64),
+                           R.where(R.less(x, const(-threshold, I64)), const(INT32_MIN, I64),
+                                   R.left_shift(x, const(exponent, I64)))))
+
+
 def requantize(bb: relax.BlockBuilder, acc: relax.Expr, multiplier: relax.Expr, shift: relax.Expr) -> relax.Expr:
     """TFLite MultiplyByQuantizedMultiplier on int32 ``acc`` (any shape); int64 result."""
     x = bb.emit(R.astype(acc, I64))
-    m = bb.emit(R.astype(multiplier, I64))
     s = bb.emit(R.astype(shift, I64))
     zero = const(0, I64)
     left = bb.emit(R.maximum(s, zero))
     right = bb.emit(R.maximum(R.negative(s), zero))
-    ab = bb.emit(R.multiply(R.left_shift(x, left), m))
-    nudge = bb.emit(R.where(R.greater_equal(ab, zero), const(1 << 30, I64), const(1 - (1 << 30), I64)))
-    t = bb.emit(R.add(ab, nudge))
-    # division by 2^31 truncating toward zero, as C's integer division does
-    high = bb.emit(R.where(R.greater_equal(t, zero), R.right_shift(t, const(31, I64)),
-                           R.negative(R.right_shift(R.negative(t), const(31, I64)))))
-    mask = bb.emit(R.subtract(R.left_shift(const(1, I64), right), const(1, I64)))
-    remainder = bb.emit(R.bitwise_and(high, mask))
-    threshold = bb.emit(R.add(R.right_shift(mask, const(1, I64)),
-                              R.where(R.less(high, zero), const(1, I64), zero)))
-    return bb.emit(R.add(R.right_shift(high, right),
-                         R.where(R.greater(remainder, threshold), const(1, I64), zero)))
+    high = saturating_rounding_doubling_high_mul(bb, R.left_shift(x, left), R.astype(multiplier, I64))
+    return rounding_divide_by_pot(bb, high, right)
 
 
 def requantize_single_rounding(bb: relax.BlockBuilder, acc: relax.Expr, multiplier: relax.Expr,
@@ -204,6 +224,93 @@ def _pad(bb, op, args, tensors):
     return bb.emit(R.nn.pad(args[0], flat, pad_value=float(tensors[op.inputs[0]].zero_point)))
 
 
+# ---- SOFTMAX: TFLite's int8 reference kernel (reference_ops::Softmax), gemmlowp fixed point ------------
+# Fixed-point formats: the scaled input difference is Q5.26, exp() results Q0.31, their sum Q12.19.
+_EXP_BARREL = ((-2, 1672461947), (-1, 1302514674), (0, 790015084), (1, 290630308), (2, 39332535), (3, 720401),
+               (4, 242))   # exp(-2^k) in Q0.31, applied for each set bit 2^k of the remainder
+
+
+def _exp_on_interval_between_negative_one_quarter_and_0(bb, a):
+    """gemmlowp: exp(a) for Q0.31 a in [-1/4, 0), a Taylor series around -1/8."""
+    srdhm = lambda u, v: saturating_rounding_doubling_high_mul(bb, u, v)   # noqa: E731
+    exp_minus_one_eighth, one_third = const(1895147668, I64), const(715827883, I64)
+    x = bb.emit(R.add(a, const(1 << 28, I64)))
+    x2 = srdhm(x, x)
+    x3 = srdhm(x2, x)
+    x4_over_4 = rounding_divide_by_pot(bb, srdhm(x2, x2), const(2, I64))
+    poly = rounding_divide_by_pot(bb, R.add(srdhm(R.add(x4_over_4, x3), one_third), x2), const(1, I64))
+    return bb.emit(R.add(exp_minus_one_eighth, srdhm(exp_minus_one_eighth, R.add(x, poly))))
+
+
+def exp_on_negative_values(bb, a):
+    """gemmlowp exp_on_negative_values: Q5.26 a ≤ 0 → Q0.31 exp(a), on int64 holding int32 values."""
+    quarter = 1 << 24
+    a_mod_quarter_minus_quarter = bb.emit(R.subtract(R.bitwise_and(a, const(quarter - 1, I64)), const(quarter, I64)))
+    result = _exp_on_interval_between_negative_one_quarter_and_0(
+        bb, saturating_left_shift(bb, a_mod_quarter_minus_quarter, 5))
+    remainder = bb.emit(R.subtract(a_mod_quarter_minus_quarter, a))
+    for exponent, multiplier in _EXP_BARREL:
+        bit = R.not_equal(R.bitwise_and(remainder, const(1 << (26 + exponent), I64)), const(0, I64))
+        result = bb.emit(R.where(bit, saturating_rounding_doubling_high_mul(bb, result, const(multiplier, I64)),
+                                 result))
+    return bb.emit(R.where(R.equal(a, const(0, I64)), const(INT32_MAX, I64), result))
+
+
+def _one_over_one_plus_x_for_x_in_0_1(bb, a):
+    """gemmlowp: 1/(1+a) for Q0.31 a in [0, 1), three Newton-Raphson steps in Q2.29; Q0.31 result."""
+    srdhm = lambda u, v: saturating_rounding_doubling_high_mul(bb, u, v)   # noqa: E731
+    half_denominator = bb.emit(R.right_shift(R.add(a, const(INT32_MAX + 1, I64)), const(1, I64)))  # a ≥ 0
+    x = bb.emit(R.add(const(1515870810, I64), srdhm(half_denominator, const(-1010580540, I64))))  # 48/17 − 32/17·d
+    for _ in range(3):
+        one_minus = bb.emit(R.subtract(const(1 << 29, I64), srdhm(half_denominator, x)))
+        x = bb.emit(R.add(x, saturating_left_shift(bb, srdhm(x, one_minus), 2)))
+    return saturating_left_shift(bb, x, 1)
+
+
+def _count_leading_zeros(bb, x):
+    """Leading zero bits of positive int32 values (held in int64): how many of 2^0..2^31 exceed x."""
+    powers = const(np.left_shift(1, np.arange(32, dtype=np.int64)), I64)
+    below = R.less(R.expand_dims(x, -1), powers)
+    return bb.emit(R.sum(R.astype(below, I64), axis=-1))
+
+
+def _softmax(bb, op, args, tensors):
+    """TFLite int8 SOFTMAX (reference kernel) over the last axis; output (1/256, −128).
+
+    Differences to the row maximum below ``diff_min`` give −128; the others are scaled to Q5.26
+    (MultiplyByQuantizedMultiplierGreaterThanOne), exponentiated in fixed point, summed in Q12.19
+    and normalised with gemmlowp's reciprocal. Exact for rows of up to 256 elements (longer rows of
+    equal values would make the final shift exceed 31, where C's int32 shift is undefined)."""
+    a = op.attrs
+    x = bb.emit(R.astype(args[0], I64))
+    diff = bb.emit(R.subtract(x, R.max(x, axis=-1, keepdims=True)))
+    used = bb.emit(R.greater_equal(diff, const(a["diff_min"], I64)))
+    zero = const(0, I64)
+    scaled = saturating_rounding_doubling_high_mul(
+        bb, R.left_shift(R.where(used, diff, zero), const(a["left_shift"], I64)), const(a["multiplier"], I64))
+    exps = exp_on_negative_values(bb, scaled)
+    total = bb.emit(R.sum(R.where(used, rounding_divide_by_pot(bb, exps, const(12, I64)), zero), axis=-1,
+                          keepdims=True))
+    headroom = _count_leading_zeros(bb, total)
+    shifted_minus_one = bb.emit(R.subtract(R.left_shift(total, headroom), const(1 << 31, I64)))
+    reciprocal = _one_over_one_plus_x_for_x_in_0_1(bb, shifted_minus_one)
+    # num_bits_over_unit + 31 − 8 with num_bits_over_unit = 12 − headroom
+    exponent = bb.emit(R.subtract(const(12 + 31 - 8, I64), headroom))
+    y = rounding_divide_by_pot(bb, saturating_rounding_doubling_high_mul(bb, reciprocal, exps), exponent)
+    y = bb.emit(R.where(used, R.clip(R.subtract(y, const(128, I64)), -128, 127), const(-128, I64)))
+    return bb.emit(R.astype(y, "int8"))
+
+
+def _mean(bb, op, args, tensors):
+    """TFLite int8 MEAN (reference QuantizedMeanOrSum): the sum minus count·zero point, rescaled by the
+    multiplier of in_scale/out_scale with 1/count folded in."""
+    a = op.attrs
+    total = bb.emit(R.sum(R.astype(args[0], I32), axis=a["axes"], keepdims=a["keep_dims"]))
+    centred = bb.emit(R.subtract(total, const(a["in_zp"] * a["count"], I32)))
+    y = requantize(bb, centred, const(a["mult"], I32), const(a["shift"], I32))
+    return clamp_to_int8(bb, y, op.output.zero_point)
+
+
 BODIES = {
     "fully_connected": _fully_connected,
     "conv_2d": lambda bb, op, args, tensors: _conv(bb, op, args, tensors, depthwise=False),
@@ -223,4 +330,6 @@ BODIES = {
     "average_pool": _average_pool,
     "max_pool": _max_pool,
     "constant": lambda bb, op, args, tensors: args[0],
+    "softmax": _softmax,
+    "mean": _mean,
 }
