@@ -64,9 +64,12 @@ def test_missing_file_subprocess(tmp_path):
 def _bad_models(tmp_path):
     junk = tmp_path / "junk.onnx"
     junk.write_bytes(b"\x08\x01garbage\xff" * 40)
-    float_graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"], name="r")], "g",
-                                    [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
-                                    [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
+    float_graph = helper.make_graph([helper.make_node("DequantizeLinear", ["x", "s", "z"], ["xf"], name="dq"),
+                                     helper.make_node("Erf", ["xf"], ["y"], name="r")], "g",
+                                    [helper.make_tensor_value_info("x", TensorProto.INT8, [1, 4])],
+                                    [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+                                    [numpy_helper.from_array(np.array(0.1, np.float32), "s"),
+                                     numpy_helper.from_array(np.array(0, np.int8), "z")])
     floaty = tmp_path / "float.onnx"
     graph = helper.make_graph([helper.make_node("MatMul", ["x", "W"], ["y"], name="fc")], "g",
                               [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
@@ -84,7 +87,7 @@ def _bad_models(tmp_path):
     onnx.save(helper.make_model(g), dynamic)
     return {"not ONNX": (junk, ["not a valid ONNX file"]),
             "float model": (floaty, ["float model", "--calibration CALIB.npz"]),
-            "unsupported op": (unsupported, ["unsupported op Relu at node(s) r"]),
+            "unsupported op": (unsupported, ["unsupported op Erf at node(s) r"]),
             "dynamic shape": (dynamic, ["input 'x' has a dynamic shape (n)"])}
 
 

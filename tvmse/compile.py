@@ -156,8 +156,18 @@ def compile_model(model_path: str | os.PathLike, target: str = "ethos-u55", acce
                   system_config: str | None = None, memory_mode: str | None = None,
                   output_dir: str | os.PathLike | None = None, verify_trials: int = 8,
                   disabled_passes: tuple[str, ...] = (), state: dict[str, str] | None = None,
-                  calibration: str | os.PathLike | None = None, percentile: float | None = None) -> CompileResult:
-    """Compile a model file for an Ethos-U NPU; see the module docstring for what is written."""
+                  calibration: str | os.PathLike | None = None, percentile: float | None = None,
+                  example_inputs: dict | None = None, output_names: list[str] | None = None) -> CompileResult:
+    """Compile a model (a file, or a torch module with ``example_inputs``) for an Ethos-U NPU; see the module
+    docstring for what is written."""
+    if not isinstance(model_path, (str, os.PathLike)):   # a torch.nn.Module: export it, compile the file
+        from tvmse.frontend.torch_export import export_module
+        with tempfile.TemporaryDirectory(prefix="tvmse-export-") as work:
+            exported = export_module(model_path, example_inputs, output_names,
+                                     Path(work) / f"{type(model_path).__name__.lower()}.onnx")
+            return compile_model(exported, target, accelerator_config, system_config, memory_mode,
+                                 output_dir or Path("out") / f"{exported.stem}-{target}", verify_trials,
+                                 disabled_passes, state, calibration, percentile)
     from tvmse.passes.pipeline import check_disabled, run_pipeline
     from tvmse.report import build_report, render_markdown
     from tvmse.targets import ethosu

@@ -35,17 +35,17 @@ from onnx import TensorProto, helper, numpy_helper
 
 from tvmse.errors import ConfigError, ModelFileError, QuantizationError, TvmseError
 from tvmse.frontend.onnx_cells import lower_recurrent_cells
-from tvmse.frontend.onnx_fold import fold_constants, fold_pad_into_conv
+from tvmse.frontend.onnx_fold import fold_constants, fold_pad_into_conv, gather_to_slice
 from tvmse.frontend.state import Port, pair_states
 
 logger = logging.getLogger("tvmse")
 
-SIGMOID_QUANT = (1.0 / 256.0, -128)
+SIGMOID_QUANT = (1.0 / 256.0, -128)   # also SOFTMAX's int8 output
 TANH_QUANT = (1.0 / 128.0, 0)
 # ops whose int8 output must keep the input's quantization (TFLite moves bytes, never rescales)
 DATA_MOVEMENT = {"Reshape", "Squeeze", "Unsqueeze", "Flatten", "Transpose", "Slice", "Split", "Identity",
                  "Gather", "MaxPool"}
-WEIGHTED = {"MatMul": 1, "Gemm": 1, "Conv": 0}   # op → input index of the weight
+WEIGHTED = {"MatMul": 1, "Gemm": 1, "Conv": 1}   # op → input index of the weight
 
 
 @dataclass
@@ -121,7 +121,7 @@ def _drop_unused_initializers(model: onnx.ModelProto) -> onnx.ModelProto:
 
 def prepare_float(model: onnx.ModelProto) -> onnx.ModelProto:
     """Float model with recurrent cells written out, shapes inferred."""
-    model = fold_pad_into_conv(fold_constants(strip_qdq(model)))
+    model = gather_to_slice(fold_pad_into_conv(fold_constants(strip_qdq(model))))
     model = _drop_unused_initializers(lower_recurrent_cells(model))
     if model.opset_import and next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0) < 13:
         model = onnx.version_converter.convert_version(model, 13)   # per-axis DequantizeLinear needs 13
@@ -225,7 +225,7 @@ def choose_quant(model: onnx.ModelProto, ranges: dict[str, tuple[float, float]],
     fixed: dict[str, tuple[float, int]] = {}
     groups = _Groups()
     for node in model.graph.node:
-        if node.op_type == "Sigmoid":
+        if node.op_type in ("Sigmoid", "Softmax"):
             fixed[node.output[0]] = SIGMOID_QUANT
         elif node.op_type == "Tanh":
             fixed[node.output[0]] = TANH_QUANT

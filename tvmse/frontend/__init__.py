@@ -19,8 +19,8 @@ from pathlib import Path
 import onnx
 
 from tvmse.frontend.onnx_checks import load_onnx
-from tvmse.frontend.onnx_fold import fold_constants
-from tvmse.frontend.qdq_to_integer import qdq_to_integer
+from tvmse.frontend.onnx_fold import fold_constants, gather_to_slice
+from tvmse.frontend.qdq_to_integer import dequantized_weights, qdq_to_integer
 from tvmse.frontend.state import Port, pair_states
 from tvmse.ir import IntegerGraph
 
@@ -84,9 +84,9 @@ def import_model(path: str | Path, state: dict[str, str] | None = None, calibrat
         from tvmse.frontend.tflite_import import load_tflite
         graph, states, inserted = load_tflite(path, state)
         return Imported(graph, "tflite", dict(states.how), inserted)
-    model = fold_constants(load_onnx(path))
+    model = gather_to_slice(fold_constants(load_onnx(path)))
     mod, names = import_onnx(model)
-    graph = qdq_to_integer(mod, names)
+    graph = qdq_to_integer(mod, names, dequantized_weights(model))
     tensors = graph.tensors()
     found = pair_states([Port(t.name, t.shape, quant=t.quant()) for t in graph.inputs],
                         [Port(n, tensors[n].shape, quant=tensors[n].quant()) for n in graph.outputs], state)

@@ -18,7 +18,7 @@ from tvmse.errors import ModelFileError, QuantizationError, UnsupportedModelErro
 SUPPORTED_OPS = frozenset({
     "QuantizeLinear", "DequantizeLinear", "MatMul", "Gemm", "Add", "Sub", "Mul", "Sigmoid", "Tanh",
     "Relu", "Clip", "Concat", "Split", "Slice", "Identity", "Constant", "Reshape", "Squeeze", "Unsqueeze",
-    "Flatten", "Transpose", "Conv", "MaxPool",
+    "Flatten", "Transpose", "Conv", "MaxPool", "ReduceMean", "Softmax", "Gather",
 })
 # recurrent ops a quantizer leaves float: `tvmse.quantize` writes them out as int8 cells
 RECURRENT_OPS = frozenset({"LSTM", "GRU"})

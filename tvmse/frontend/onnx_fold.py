@@ -103,3 +103,45 @@ def fold_pad_into_conv(model: onnx.ModelProto) -> onnx.ModelProto:
         del model.graph.node[:]
         model.graph.node.extend(kept_nodes)
     return model
+
+
+def gather_to_slice(model: onnx.ModelProto) -> onnx.ModelProto:
+    """``Gather(x, constant indices forming one run)`` becomes ``Slice`` (then ``Squeeze`` for a scalar
+    index): the same values, as int8 data movement (exporters write ``x[:, k]`` as a Gather)."""
+    constants = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    shapes = {}
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+        for v in [*inferred.graph.input, *inferred.graph.value_info, *inferred.graph.output]:
+            dims = v.type.tensor_type.shape.dim
+            if dims and all(d.HasField("dim_value") for d in dims):
+                shapes[v.name] = [d.dim_value for d in dims]
+    except Exception:   # noqa: BLE001 - without shapes no Gather is rewritten
+        return model
+    nodes, added = [], []
+    for node in model.graph.node:
+        index = constants.get(node.input[1]) if node.op_type == "Gather" and len(node.input) > 1 else None
+        data_shape = shapes.get(node.input[0]) if node.op_type == "Gather" else None
+        if index is None or data_shape is None:
+            nodes.append(node)
+            continue
+        axis = next((a.i for a in node.attribute if a.name == "axis"), 0) % len(data_shape)
+        flat = np.asarray(index).reshape(-1) % data_shape[axis]
+        if flat.size == 0 or np.any(np.diff(flat) != 1) or index.ndim > 1:
+            nodes.append(node)
+            continue
+        prefix = node.name or node.output[0]
+        bounds = {k: f"{prefix}/{k}" for k in ("starts", "ends", "axes")}
+        for key, value in zip(bounds, (flat[0], flat[-1] + 1, axis)):
+            added.append(numpy_helper.from_array(np.array([value], np.int64), bounds[key]))
+        sliced = node.output[0] if index.ndim == 1 else f"{prefix}/run"
+        nodes.append(helper.make_node("Slice", [node.input[0], *bounds.values()], [sliced], name=f"{prefix}/slice"))
+        if index.ndim == 0:
+            added.append(numpy_helper.from_array(np.array([axis], np.int64), f"{prefix}/squeeze_axes"))
+            nodes.append(helper.make_node("Squeeze", [sliced, f"{prefix}/squeeze_axes"], [node.output[0]],
+                                          name=f"{prefix}/squeeze"))
+    if added:
+        del model.graph.node[:]
+        model.graph.node.extend(nodes)
+        model.graph.initializer.extend(added)
+    return model

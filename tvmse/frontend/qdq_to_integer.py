@@ -38,6 +38,9 @@ from tvmse.errors import UnsupportedModelError
 from tvmse.ir import IntegerGraph, IntOp, TensorInfo, build
 
 
+_FAILED = object()   # a value whose conversion failed; everything reading it is skipped, not re-reported
+
+
 @dataclass
 class _Dequantized:
     """A dequantize of an int8 activation tensor."""
@@ -77,6 +80,7 @@ class QdqToInteger:
         self.names = dict(tensor_names or {})
         self.pending_inputs = {p.name: tuple(int(d) for d in p.ty.shape) for p in self.main.params}
         self.pending: list[IntOp] = []   # ops the current match needs before its own
+        self.source_weights: list[_DequantizedConst] = []
         self.count = 0
 
     # ---- driver -------------------------------------------------------------------------------
@@ -92,13 +96,30 @@ class QdqToInteger:
         inputs = sorted(self.inputs, key=lambda t: order.index(t.name))
         return IntegerGraph(inputs=inputs, outputs=outputs, ops=self.ops)
 
+    def _tainted(self, value) -> bool:
+        """Whether ``value`` reads a result that already failed (its problem is reported once, at the root)."""
+        args = list(value.args) if isinstance(value, relax.Call) else \
+            [value.tuple_value] if isinstance(value, relax.TupleGetItem) else \
+            list(value.fields) if isinstance(value, relax.Tuple) else [value]
+        for arg in args:
+            seen = self.values.get(arg, arg) if isinstance(arg, relax.Var) else arg
+            if seen is _FAILED or (seen is not arg and not isinstance(seen, (str, _Dequantized, _DequantizedConst))
+                                   and isinstance(seen, (relax.Call, relax.Tuple, relax.TupleGetItem))
+                                   and self._tainted(seen)):
+                return True
+        return False
+
     def _visit(self, var, value) -> None:
         op = _op_name(value)
+        if self._tainted(value):
+            self.values[var] = _FAILED
+            return
         if op == "relax.dequantize":
             self.values[var] = self._dequantize(value)
         elif op == "relax.quantize":
             name = self.names.get(var) or f"t{len(self.ops)}"
-            self.values[var] = self._quantize(value, name)
+            result = self._quantize(value, name)
+            self.values[var] = _FAILED if result is None else result
         elif isinstance(value, relax.Var) and value in self.values:
             self.values[var] = self.values[value]
         else:
@@ -111,6 +132,8 @@ class QdqToInteger:
         names = []
         for f in fields:
             v = self.values.get(f)
+            if v is _FAILED:
+                continue
             if not isinstance(v, str):
                 self.problems.append("a model output is not an int8 tensor produced by QuantizeLinear")
                 continue
@@ -298,9 +321,26 @@ class QdqToInteger:
             return build.transpose(name, reshaped.output, [0, 2, 1])
         return build.transpose(name, out, [0, 3, 1, 2])
 
+    def _folded_weight(self, expr):
+        """The int8 weight behind a float constant that the importer folded from a DequantizeLinear."""
+        value = _const_value(expr)
+        if value is None:
+            return expr
+        for w in self.source_weights:
+            if w.data.shape != value.shape:
+                continue
+            shape = [1] * w.data.ndim
+            if w.scale.size > 1:
+                shape[w.axis % w.data.ndim] = -1
+            dequantized = (w.data.astype(np.float32) - w.zero_point.reshape(shape).astype(np.float32)) * \
+                w.scale.reshape(shape)
+            if np.allclose(dequantized, value, rtol=1e-6, atol=0):
+                return w
+        return expr
+
     def _conv(self, conv, bias, name, scale, zp):
         x = self._act(conv.args[0])
-        w = self.values.get(conv.args[1], conv.args[1])
+        w = self._folded_weight(self.values.get(conv.args[1], conv.args[1]))
         if x is None or not isinstance(w, _DequantizedConst) or w.data.dtype != np.int8 or np.any(w.zero_point != 0):
             return self._fail(name, "Conv whose operands are not an int8 activation and symmetric int8 weights")
         a = conv.attrs
@@ -343,6 +383,38 @@ class QdqToInteger:
         nhwc, rank = self._channels_last(x, name)
         op = build.max_pool(f"{name}/pool", nhwc, size, strides, pads)
         return self._requantized(self._channels_first(op, rank, name), name, scale, zp)
+
+    def _take(self, call, name, scale, zp):
+        """Gather with constant indices: one contiguous run along the axis → a slice (and a reshape when
+        a scalar index drops the axis)."""
+        x = self._act(call.args[0])
+        index = _const_value(self.values.get(call.args[1], call.args[1]))
+        if x is None or index is None:
+            return self._fail(name, "Gather of a non-activation operand or with indices that are not constant")
+        axis = int(call.attrs.axis) % len(x.shape) if call.attrs.axis is not None else 0
+        flat = np.asarray(index).reshape(-1) % x.shape[axis]
+        if flat.size == 0 or np.any(np.diff(flat) != 1):
+            return self._fail(name, f"Gather of indices {flat.tolist()} that are not one contiguous run")
+        out_shape = tuple(int(d) for d in call.ty.shape)
+        op = build.slice_(name, x, int(flat[0]), int(flat[-1]) + 1, axis=axis)
+        if tuple(op.output.shape) != out_shape:
+            op.output.name = f"{name}/run"
+            self.pending.append(op)
+            op = build.reshape(name, op.output, out_shape)
+        return self._requantized(op, name, scale, zp)
+
+    def _mean(self, call, name, scale, zp):
+        x = self._act(call.args[0])
+        if x is None:
+            return self._fail(name, "ReduceMean of a non-activation operand")
+        axes = [int(a) for a in call.attrs.axis] if call.attrs.axis is not None else list(range(len(x.shape)))
+        return build.mean(name, x, axes, bool(call.attrs.keepdims), scale, zp)
+
+    def _softmax(self, call, name, scale, zp):
+        x = self._act(call.args[0])
+        if x is None or int(call.attrs.axis) % len(x.shape) != len(x.shape) - 1:
+            return self._fail(name, "Softmax that is not over the last axis of an activation")
+        return self._requantized(build.softmax(name, x), name, scale, zp)
 
     def _fully_connected(self, matmul, bias, name, scale, zp):
         x = self._act(matmul.args[0])
@@ -416,6 +488,9 @@ _CONVERTERS = {
     "relax.nn.conv1d": lambda self, call, name, scale, zp: self._conv(call, None, name, scale, zp),
     "relax.nn.conv2d": lambda self, call, name, scale, zp: self._conv(call, None, name, scale, zp),
     "relax.nn.max_pool1d": QdqToInteger._pool,
+    "relax.mean": QdqToInteger._mean,
+    "relax.take": QdqToInteger._take,
+    "relax.nn.softmax": QdqToInteger._softmax,
     "relax.nn.max_pool2d": QdqToInteger._pool,
     "relax.matmul": lambda self, call, name, scale, zp: self._fully_connected(call, None, name, scale, zp),
     "relax.add": lambda self, call, name, scale, zp: self._add(call, name, scale, zp),
@@ -462,9 +537,28 @@ def _split_bounds(indices_or_sections, length: int) -> list[int]:
     return [0] + [int(i) for i in indices_or_sections] + [length]
 
 
-def qdq_to_integer(mod: tvm.IRModule, tensor_names: dict | None = None) -> IntegerGraph:
+def qdq_to_integer(mod: tvm.IRModule, tensor_names: dict | None = None,
+                   source_weights: list[_DequantizedConst] | None = None) -> IntegerGraph:
     """Integer view of a QDQ module; raises UnsupportedModelError listing every mismatch.
 
-    ``tensor_names`` maps bound Relax variables to source tensor names (see frontend.import_onnx).
+    ``tensor_names`` maps bound Relax variables to source tensor names (see frontend.import_onnx);
+    ``source_weights`` are the model's dequantized constant weights (``dequantized_weights``), to
+    recover the int8 data of weights the importer folded into float constants (it does for Conv).
     """
-    return QdqToInteger(mod, tensor_names).run()
+    converter = QdqToInteger(mod, tensor_names)
+    converter.source_weights = list(source_weights or [])
+    return converter.run()
+
+
+def dequantized_weights(model) -> list[_DequantizedConst]:
+    """Every DequantizeLinear of an int8 initializer in an ONNX model, as (data, scale, zero point, axis)."""
+    from onnx import numpy_helper
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    found = []
+    for node in model.graph.node:
+        if node.op_type == "DequantizeLinear" and node.input[0] in inits and inits[node.input[0]].dtype == np.int8:
+            axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
+            zp = inits[node.input[2]] if len(node.input) > 2 and node.input[2] in inits else np.zeros(1, np.int8)
+            found.append(_DequantizedConst(inits[node.input[0]], np.atleast_1d(inits[node.input[1]]).astype(np.float32),
+                                           np.atleast_1d(zp).astype(np.int64), axis))
+    return found
