@@ -304,90 +304,92 @@ def write_qdq(model: onnx.ModelProto, quant: dict[str, tuple[float, int]]) -> on
     graph = model.graph
     w = _QdqWriter(model, quant)
     inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
-    consumers = defaultdict(list)
-    for node in graph.node:
-        for k, name in enumerate(node.input):
-            consumers[name].append((node, k))
-    outputs = {o.name for o in graph.output}
-    float_name = {}
-
-    # weights (per output channel) and the biases of the FC pattern MatMul → Add(constant)
-    weight_scale: dict[str, tuple[str, np.ndarray]] = {}   # MatMul output → (input activation, w scales)
-    replaced_inits = set()
-    for node in graph.node:
-        index = WEIGHTED.get(node.op_type)
-        if index is None or len(node.input) <= index or node.input[index] not in inits:
-            continue
-        data = inits[node.input[index]].astype(np.float32)
-        if node.op_type == "Gemm":
-            trans_b = next((a.i for a in node.attribute if a.name == "transB"), 0)
-            axis = 0 if trans_b else 1
-        else:
-            axis = 1 if node.op_type == "MatMul" else 0
-        q, scales = _weight_quant(data, axis)
-        name = node.input[index]
-        qname = w.const(q, name)
-        zp = w.const(np.zeros(len(scales), np.int8), name + "/zero_point")
-        sname = w.const(scales, name + "/scale")
-        deq = f"{name}/tvmse_dq_{node.name or len(w.nodes)}"
-        w.nodes.append(helper.make_node("DequantizeLinear", [qname, sname, zp], [deq], axis=axis, name=deq))
-        node.input[index] = deq
-        replaced_inits.add(name)
-        weight_scale[node.output[0]] = (node.input[0], scales)
-        if node.op_type in ("Gemm", "Conv") and len(node.input) > 2 and node.input[2] in inits:
-            _quantize_bias(w, node, 2, node.input[0], scales, inits)
-    for node in graph.node:   # bias Add after a MatMul (either operand order)
-        for product, bias in ((0, 1), (1, 0)):
-            if node.op_type == "Add" and node.input[product] in weight_scale and node.input[bias] in inits:
-                x, scales = weight_scale[node.input[product]]
-                _quantize_bias(w, node, bias, x, scales, inits)
-
-    # other float constants read by elementwise ops (e.g. the GRU's 1 − z): int8 per tensor
-    for node in graph.node:
-        if node.op_type not in ("Add", "Sub", "Mul"):
-            continue
-        for k, name in enumerate(node.input):
-            if name in inits and name not in replaced_inits and inits[name].dtype == np.float32 \
-                    and not any(n.startswith(name + "/") for n in node.input):
-                value = inits[name].astype(np.float32)
-                scale, zp = activation_quant(float(value.min()), float(value.max()))
-                data = np.clip(np.round(value / scale) + zp, -128, 127).astype(np.int8)
-                deq = f"{name}/tvmse_dq_{node.name}"
-                w.nodes.append(helper.make_node("DequantizeLinear", [w.const(data, name),
-                                                                     w.const(np.array(scale, np.float32), name + "/scale"),
-                                                                     w.const(np.array(zp, np.int8), name + "/zp")],
-                                                [deq], name=deq))
-                node.input[k] = deq
-
-    # activations: each quantized tensor t is int8 under its own name (a graph input, or a
-    # QuantizeLinear of its producer's float result t/float); readers read DequantizeLinear(t)
-    for value in graph.input:
-        if value.name in quant:
-            value.type.tensor_type.elem_type = TensorProto.INT8
-    new_nodes = []
-    for node in graph.node:
-        new_nodes.append(node)
-        for k, out in enumerate(node.output):
-            if out in quant:
-                node.output[k] = f"{out}/float"
-                w.q(node.output[k], out, out)
-    for name in quant:
-        float_name[name] = f"{name}/dequantized"
-        w.dq(name, float_name[name], name)
-    for value in graph.output:
-        if value.name in quant:
-            value.type.tensor_type.elem_type = TensorProto.INT8
-    for node in new_nodes:
-        for k, name in enumerate(node.input):
-            node.input[k] = float_name.get(name, name)
+    replaced = _quantize_weights(w, graph, inits)
+    _quantize_constant_operands(w, graph, inits, replaced)
+    nodes = _quantize_activations(w, graph, quant)
     available = {v.name for v in graph.input} | {i.name for i in graph.initializer} | {i.name for i in w.inits}
     del graph.node[:]
-    graph.node.extend(_toposort(w.nodes + new_nodes, available))
-    kept = [i for i in graph.initializer if i.name not in replaced_inits]
+    graph.node.extend(_toposort(w.nodes + nodes, available))
+    kept = [i for i in graph.initializer if i.name not in replaced]
     del graph.initializer[:]
     graph.initializer.extend(kept + w.inits)
     del graph.value_info[:]
     return _drop_unused_initializers(model)
+
+
+def _dequantized_constant(w: _QdqWriter, name: str, data: np.ndarray, scale, zero_point, consumer: str,
+                          axis: int | None = None) -> str:
+    """A DequantizeLinear of new int8/int32 initializers standing for float constant ``name``."""
+    out = f"{name}/tvmse_dq_{consumer}"
+    attrs = {} if axis is None else {"axis": axis}
+    w.nodes.append(helper.make_node("DequantizeLinear", [w.const(data, name), w.const(scale, name + "/scale"),
+                                                         w.const(zero_point, name + "/zero_point")], [out],
+                                    name=out, **attrs))
+    return out
+
+
+def _quantize_weights(w: _QdqWriter, graph: onnx.GraphProto, inits: dict) -> set[str]:
+    """Weights of MatMul/Gemm/Conv int8 per output channel, their biases int32 on x_scale·w_scale (a
+    MatMul's bias is the constant operand of the Add that follows it); returns the replaced initializers."""
+    products: dict[str, tuple[str, np.ndarray]] = {}   # MatMul output → (its input activation, weight scales)
+    replaced = set()
+    for node in graph.node:
+        index = WEIGHTED.get(node.op_type)
+        if index is None or len(node.input) <= index or node.input[index] not in inits:
+            continue
+        if node.op_type == "Gemm":
+            axis = 0 if next((a.i for a in node.attribute if a.name == "transB"), 0) else 1
+        else:
+            axis = 1 if node.op_type == "MatMul" else 0
+        name = node.input[index]
+        q, scales = _weight_quant(inits[name].astype(np.float32), axis)
+        node.input[index] = _dequantized_constant(w, name, q, scales, np.zeros(len(scales), np.int8),
+                                                  node.name or node.output[0], axis)
+        replaced.add(name)
+        products[node.output[0]] = (node.input[0], scales)
+        if node.op_type in ("Gemm", "Conv") and len(node.input) > 2 and node.input[2] in inits:
+            _quantize_bias(w, node, 2, node.input[0], scales, inits)
+    for node in graph.node:
+        for product, bias in ((0, 1), (1, 0)):   # either operand order (torch writes the bias first)
+            if node.op_type == "Add" and node.input[product] in products and node.input[bias] in inits:
+                x, scales = products[node.input[product]]
+                _quantize_bias(w, node, bias, x, scales, inits)
+    return replaced
+
+
+def _quantize_constant_operands(w: _QdqWriter, graph: onnx.GraphProto, inits: dict, replaced: set[str]) -> None:
+    """Other float constants read by elementwise ops (e.g. the GRU's 1 − z): int8 per tensor."""
+    for node in graph.node:
+        if node.op_type not in ("Add", "Sub", "Mul"):
+            continue
+        for k, name in enumerate(node.input):
+            if name in inits and name not in replaced and inits[name].dtype == np.float32:
+                value = inits[name].astype(np.float32)
+                scale, zp = activation_quant(float(value.min()), float(value.max()))
+                data = np.clip(np.round(value / scale) + zp, -128, 127).astype(np.int8)
+                node.input[k] = _dequantized_constant(w, name, data, np.array(scale, np.float32),
+                                                      np.array(zp, np.int8), node.name or node.output[0])
+
+
+def _quantize_activations(w: _QdqWriter, graph: onnx.GraphProto, quant: dict) -> list[onnx.NodeProto]:
+    """Each quantized tensor t becomes int8 under its own name (a graph input, or a QuantizeLinear of its
+    producer's float result t/float); every reader reads DequantizeLinear(t)."""
+    for value in [*graph.input, *graph.output]:
+        if value.name in quant:
+            value.type.tensor_type.elem_type = TensorProto.INT8
+    nodes = list(graph.node)
+    for node in nodes:
+        for k, out in enumerate(node.output):
+            if out in quant:
+                node.output[k] = f"{out}/float"
+                w.q(node.output[k], out, out)
+    dequantized = {name: f"{name}/dequantized" for name in quant}
+    for name, out in dequantized.items():
+        w.dq(name, out, name)
+    for node in nodes:
+        for k, name in enumerate(node.input):
+            node.input[k] = dequantized.get(name, name)
+    return nodes
 
 
 def _toposort(nodes: list[onnx.NodeProto], available: set[str]) -> list[onnx.NodeProto]:
@@ -411,12 +413,8 @@ def _quantize_bias(w: _QdqWriter, node: onnx.NodeProto, index: int, x: str, w_sc
     acc = (np.float32(w.quant[x][0]) * w_scales.astype(np.float32)).astype(np.float32)
     bias = inits[node.input[index]].astype(np.float64).reshape(-1)
     data = np.clip(np.round(bias / acc.astype(np.float64)), -2**31, 2**31 - 1).astype(np.int32)
-    name = node.input[index]
-    deq = f"{name}/tvmse_dq_{node.name}"
-    w.nodes.append(helper.make_node("DequantizeLinear", [w.const(data, name), w.const(acc, name + "/scale"),
-                                                         w.const(np.zeros(len(acc), np.int32), name + "/zp")],
-                                    [deq], axis=0, name=deq))
-    node.input[index] = deq
+    node.input[index] = _dequantized_constant(w, node.input[index], data, acc, np.zeros(len(acc), np.int32),
+                                              node.name or node.output[0], 0)
 
 
 def _fused_products(model: onnx.ModelProto) -> set[str]:
