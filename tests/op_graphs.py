@@ -56,6 +56,9 @@ def op_graph(kind: str, seed: int) -> IntegerGraph:
         a = _act(rng, "a", (1, 2, 10))
         activation = kind.split("/")[1] if "/" in kind else "NONE"
         return IntegerGraph([a], ["y"], [build.requantize("y", a, out_scale, out_zp, activation)])
+    if kind == "rsqrt":   # defined for inputs at or above the zero point: a non-negative input, as a variance
+        a = TensorInfo("a", (1, 2, 10), float(np.float32(rng.uniform(0.002, 0.1))), -128)
+        return IntegerGraph([a], ["y"], [build.rsqrt("y", a, out_scale, out_zp)])
     if kind == "leaky_relu":
         a = _act(rng, "a", (1, 10))
         return IntegerGraph([a], ["y"], [build.leaky_relu("y", a, 0.2, out_scale, out_zp)])
@@ -87,5 +90,5 @@ def op_graph(kind: str, seed: int) -> IntegerGraph:
 
 KINDS = ["conv_2d", "conv_2d_explicit_padding", "depthwise_conv_2d", "fully_connected_3d", "add", "sub", "mul",
          "mul_by_constant", "requantize", "requantize/RELU", "requantize/RELU6", "requantize/RELU_N1_TO_1",
-         "leaky_relu", "transpose", "pad", "reshape", "slice_axis_2", "concat_axis_3", "average_pool", "max_pool",
+         "rsqrt", "leaky_relu", "transpose", "pad", "reshape", "slice_axis_2", "concat_axis_3", "average_pool", "max_pool",
          "average_pool_global", "logistic", "tanh", "softmax", "mean", "mean_keep_dims"]

@@ -617,3 +617,67 @@ def activation_range(activation: str, y_scale, y_zp) -> tuple[int, int]:
     lo = INT8_MIN if low is None else max(INT8_MIN, quantize(low))
     hi = INT8_MAX if high is None else min(INT8_MAX, quantize(high))
     return lo, hi
+
+
+# --------------------------------------------------------------------------
+# RSQRT (int8): TFLite's reference kernel, element by element, as a 256-entry table
+# --------------------------------------------------------------------------
+
+_RSQRT_SHIFT = 20   # TFLite's kShift: keeps the intermediate 1/sqrt an integer
+
+
+def _saturating_shift_left(raw: int, exponent: int) -> int:
+    """gemmlowp SaturatingRoundingMultiplyByPOT<exponent > 0> on one int32."""
+    threshold = (1 << (31 - exponent)) - 1
+    if raw > threshold:
+        return INT32_MAX
+    if raw < -threshold:
+        return INT32_MIN
+    return raw << exponent
+
+
+def _srdhm(a: int, b: int) -> int:
+    return int(saturating_rounding_doubling_high_mul(np.int64(a), np.int64(b)))
+
+
+def inv_sqrt_multiplier_exp(value: int) -> tuple[int, int]:
+    """TFLite's ``GetInvSqrtQuantizedMultiplierExp(value, reverse_shift=-1)``: 1/sqrt(value) as a Q31
+    multiplier and a (left) shift, by five gemmlowp fixed-point Newton-Raphson steps."""
+    if value <= 1:
+        return INT32_MAX, 0
+    shift = 11
+    while value >= (1 << 29):
+        value //= 4
+        shift += 1
+    left_shift_bit_pairs = (32 - value.bit_length() - 1) // 2 - 1
+    shift -= left_shift_bit_pairs
+    value <<= 2 * left_shift_bit_pairs
+    half_input = int(rounding_divide_by_pot(np.int64(value >> 1), 1))   # F3 input / 2
+    half_three = (1 << 28) + (1 << 27)                                  # F3 1.5
+    x = 1 << 28                                                         # F3 1.0
+    for _ in range(5):
+        x3 = _saturating_shift_left(_srdhm(_srdhm(x, x), x), 6)         # Rescale<3>(x·x·x)
+        x = _saturating_shift_left(_wrap_int32(np.int64(_srdhm(half_three, x)) - _srdhm(half_input, x3)).item(), 3)
+    x = _srdhm(x, 1518500250)                                           # × sqrt(2)/2 (F0)
+    if shift < 0:
+        x = int(_wrap_int32(np.int64(x) << -shift))
+        shift = 0
+    return x, -shift
+
+
+def rsqrt_lut(x_scale, x_zp, y_scale, y_zp) -> np.ndarray:
+    """TFLite int8 RSQRT for every input code: 1/sqrt(x) rescaled by 1/(sqrt(s_in)·s_out); the zero point
+    gives the maximum code (TFLite: "any value close to 0 represents the max"), and so, here, does a code
+    below it (the interpreter stops there: RSQRT is defined for x ≥ 0 only)."""
+    multiplier, shift = quantize_multiplier(1.0 / (np.sqrt(np.float64(_scale(x_scale))) * np.float64(_scale(y_scale))))
+    table = np.empty(256, np.int8)
+    for code in range(-128, 128):
+        value = code - _zero_point(x_zp)
+        if value <= 0:   # the interpreter refuses negative inputs; a variance never is one
+            table[code + 128] = INT8_MAX
+            continue
+        inv, inv_shift = inv_sqrt_multiplier_exp(value)
+        data = multiply_by_quantized_multiplier(np.int64(1), inv, inv_shift + _RSQRT_SHIFT)
+        out = int(multiply_by_quantized_multiplier(data, multiplier, shift - _RSQRT_SHIFT)) + _zero_point(y_zp)
+        table[code + 128] = min(max(out, INT8_MIN), INT8_MAX)
+    return table

@@ -35,7 +35,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from tvmse.errors import ConfigError, ModelFileError, QuantizationError, TvmseError
 from tvmse.frontend.onnx_cells import lower_recurrent_cells
-from tvmse.frontend.onnx_fold import fold_constants, fold_pad_into_conv, gather_to_slice
+from tvmse.frontend.onnx_fold import divisions_to_multiplications, fold_constants, fold_pad_into_conv, gather_to_slice
 from tvmse.frontend.state import Port, pair_states
 
 logger = logging.getLogger("tvmse")
@@ -121,7 +121,7 @@ def _drop_unused_initializers(model: onnx.ModelProto) -> onnx.ModelProto:
 
 def prepare_float(model: onnx.ModelProto) -> onnx.ModelProto:
     """Float model with recurrent cells written out, shapes inferred."""
-    model = gather_to_slice(fold_pad_into_conv(fold_constants(strip_qdq(model))))
+    model = divisions_to_multiplications(gather_to_slice(fold_pad_into_conv(fold_constants(strip_qdq(model)))))
     model = _drop_unused_initializers(lower_recurrent_cells(model))
     if model.opset_import and next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0) < 13:
         model = onnx.version_converter.convert_version(model, 13)   # per-axis DequantizeLinear needs 13
@@ -418,7 +418,8 @@ def _quantize_bias(w: _QdqWriter, node: onnx.NodeProto, index: int, x: str, w_sc
 
 
 def _fused_products(model: onnx.ModelProto) -> set[str]:
-    """MatMul results that only feed a bias Add: part of one FC, never quantized on their own."""
+    """Results that are part of one integer op, never quantized on their own: a MatMul's that only feeds
+    a bias Add (one FC), a Sqrt's that only feeds a Reciprocal (one RSQRT)."""
     inits = {i.name for i in model.graph.initializer}
     users = defaultdict(list)
     for node in model.graph.node:
@@ -430,6 +431,8 @@ def _fused_products(model: onnx.ModelProto) -> set[str]:
             use = users[node.output[0]]
             if len(use) == 1 and use[0].op_type == "Add" and any(name in inits for name in use[0].input):
                 fused.add(node.output[0])
+        if node.op_type == "Sqrt" and [n.op_type for n in users[node.output[0]]] == ["Reciprocal"]:
+            fused.add(node.output[0])
     return fused
 
 

@@ -6,7 +6,7 @@ One lowering per op kind (``_LOWERINGS``)::
                         int32 bias with scale x_scale·w_scale[n]); fused activations kept
     conv_2d / depthwise_conv_2d → CONV_2D / DEPTHWISE_CONV_2D (padding SAME or VALID; any other
                         explicit padding becomes a PAD with the zero point in front)
-    add / sub / mul   → ADD / SUB / MUL          logistic / tanh → LOGISTIC / TANH
+    add / sub / mul   → ADD / SUB / MUL          logistic / tanh / rsqrt → LOGISTIC / TANH / RSQRT
     requantize        → QUANTIZE, or RELU / RELU6 / RELU_N1_TO_1 when it clamps like one
     leaky_relu        → LEAKY_RELU               concat → CONCATENATION
     slice             → STRIDED_SLICE (free on Ethos-U: a read offset)
@@ -27,7 +27,7 @@ from tvmse.ir import IntegerGraph, IntOp, TensorInfo
 from tvmse.ir.build import same_padding
 from tvmse.targets.ethosu.tflite_writer import Operator, Tensor, bias_scale, run_tflite, write_model
 
-_SIMPLE = {"add": "ADD", "sub": "SUB", "mul": "MUL", "logistic": "LOGISTIC", "tanh": "TANH"}
+_SIMPLE = {"add": "ADD", "sub": "SUB", "mul": "MUL", "logistic": "LOGISTIC", "tanh": "TANH", "rsqrt": "RSQRT"}
 _RELU_OPS = {"RELU": "RELU", "RELU6": "RELU6", "RELU_N1_TO_1": "RELU_N1_TO_1"}
 
 

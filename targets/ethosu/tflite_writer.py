@@ -574,6 +574,7 @@ _SPECS: dict[str, _OpSpec] = {
     "CONV_2D": _OpSpec(_B.CONV_2D, 3, (3,), _check_conv, _lower_conv),
     "DEPTHWISE_CONV_2D": _OpSpec(_B.DEPTHWISE_CONV_2D, 3, (3,), _check_conv, _lower_conv),
     "QUANTIZE": _OpSpec(_B.QUANTIZE, 2, (1,), _check_rescale, _lower_lookup),
+    "RSQRT": _OpSpec(_B.RSQRT, 2, (1,), _check_rescale, _lower_lookup),
     "RELU": _OpSpec(_B.RELU, 2, (1,), _check_rescale, _lower_lookup),
     "RELU6": _OpSpec(_B.RELU6, 2, (1,), _check_rescale, _lower_lookup),
     "RELU_N1_TO_1": _OpSpec(_B.RELU_N1_TO_1, 1, (1,), _check_rescale, _lower_lookup),

@@ -19,6 +19,7 @@ SUPPORTED_OPS = frozenset({
     "QuantizeLinear", "DequantizeLinear", "MatMul", "Gemm", "Add", "Sub", "Mul", "Sigmoid", "Tanh",
     "Relu", "Clip", "Concat", "Split", "Slice", "Identity", "Constant", "Reshape", "Squeeze", "Unsqueeze",
     "Flatten", "Transpose", "Conv", "MaxPool", "ReduceMean", "Softmax", "Gather",
+    "Sqrt", "Reciprocal",   # only as Reciprocal(Sqrt(x)), which tvmse.quantize writes for Div(a, Sqrt(x))
 })
 # recurrent ops a quantizer leaves float: `tvmse.quantize` writes them out as int8 cells
 RECURRENT_OPS = frozenset({"LSTM", "GRU"})

@@ -145,3 +145,36 @@ def gather_to_slice(model: onnx.ModelProto) -> onnx.ModelProto:
         model.graph.node.extend(nodes)
         model.graph.initializer.extend(added)
     return model
+
+
+def divisions_to_multiplications(model: onnx.ModelProto) -> onnx.ModelProto:
+    """``Div(a, Sqrt(v))`` (layer norm) becomes ``Mul(a, Reciprocal(Sqrt(v)))`` and ``Div(a, constant c)``
+    becomes ``Mul(a, 1/c)``: int8 has no DIV or SQRT that stays on the NPU, but ``Reciprocal(Sqrt(·))``
+    quantized as one tensor is TFLite's int8 RSQRT."""
+    constants = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    producers = {o: n for n in model.graph.node for o in n.output}
+    users: dict[str, int] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            users[name] = users.get(name, 0) + 1
+    nodes, changed = [], False
+    for node in model.graph.node:
+        divisor = constants.get(node.input[1]) if node.op_type == "Div" and len(node.input) == 2 else None
+        if divisor is not None and divisor.dtype.kind == "f" and np.all(divisor != 0):
+            inverse = f"{node.input[1]}/reciprocal"
+            model.graph.initializer.append(numpy_helper.from_array((1.0 / divisor).astype(divisor.dtype), inverse))
+            nodes.append(helper.make_node("Mul", [node.input[0], inverse], list(node.output), name=node.name))
+            changed = True
+            continue
+        sqrt = producers.get(node.input[1]) if node.op_type == "Div" and len(node.input) == 2 else None
+        if sqrt is None or sqrt.op_type != "Sqrt" or users.get(sqrt.output[0], 0) != 1:
+            nodes.append(node)
+            continue
+        changed = True
+        inverse = f"{sqrt.output[0]}/reciprocal"
+        nodes.append(helper.make_node("Reciprocal", [sqrt.output[0]], [inverse], name=f"{node.name}/reciprocal"))
+        nodes.append(helper.make_node("Mul", [node.input[0], inverse], list(node.output), name=node.name))
+    if changed:
+        del model.graph.node[:]
+        model.graph.node.extend(nodes)
+    return model

@@ -403,6 +403,17 @@ class QdqToInteger:
             op = build.reshape(name, op.output, out_shape)
         return self._requantized(op, name, scale, zp)
 
+    def _reciprocal(self, call, name, scale, zp):
+        """1 / sqrt(x), quantized once (``onnx_fold.divisions_to_multiplications``): TFLite's int8 RSQRT."""
+        one, root = (self.values.get(a, a) for a in call.args)
+        if _const_value(one) is None or float(np.asarray(_const_value(one)).reshape(-1)[0]) != 1.0 \
+                or _op_name(root) != "relax.sqrt":
+            return self._fail(name, "Div that is not 1 / Sqrt(x) (int8 has only the reciprocal square root)")
+        x = self._act(root.args[0])
+        if x is None:
+            return self._fail(name, "Sqrt of a non-activation operand")
+        return build.rsqrt(name, x, scale, zp)
+
     def _mean(self, call, name, scale, zp):
         x = self._act(call.args[0])
         if x is None:
@@ -489,6 +500,7 @@ _CONVERTERS = {
     "relax.nn.conv2d": lambda self, call, name, scale, zp: self._conv(call, None, name, scale, zp),
     "relax.nn.max_pool1d": QdqToInteger._pool,
     "relax.mean": QdqToInteger._mean,
+    "relax.divide": QdqToInteger._reciprocal,
     "relax.take": QdqToInteger._take,
     "relax.nn.softmax": QdqToInteger._softmax,
     "relax.nn.max_pool2d": QdqToInteger._pool,

@@ -356,6 +356,12 @@ def _quantize(imp: TfliteImport, op: _Op) -> None:
     imp.emit(build.requantize(name, x, scale, zp))
 
 
+def _rsqrt(imp: TfliteImport, op: _Op) -> None:
+    x = imp.info(op.inputs[0])
+    name, scale, zp, _ = imp.out(op)
+    imp.emit(build.rsqrt(name, x, scale, zp))
+
+
 def _relu(activation: str):
     def convert(imp: TfliteImport, op: _Op) -> None:
         x = imp.info(op.inputs[0])
@@ -540,6 +546,7 @@ CONVERTERS: dict[str, Callable[[TfliteImport, _Op], None]] = {
     "LOGISTIC": _table_op("logistic"),
     "TANH": _table_op("tanh"),
     "QUANTIZE": _quantize,
+    "RSQRT": _rsqrt,
     "RELU": _relu("RELU"),
     "RELU6": _relu("RELU6"),
     "RELU_N1_TO_1": _relu("RELU_N1_TO_1"),

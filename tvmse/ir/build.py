@@ -119,6 +119,13 @@ def tanh(name: str, x: TensorInfo) -> IntOp:
                  attrs={"table": [int(v) for v in table]})
 
 
+def rsqrt(name: str, x: TensorInfo, out_scale: float, out_zp: int) -> IntOp:
+    """int8 RSQRT (1/sqrt) as TFLite's reference kernel computes it, tabulated for the 256 input codes."""
+    table = quant_math.rsqrt_lut(x.scale, x.zero_point, out_scale, out_zp)
+    return IntOp("rsqrt", [x.name], TensorInfo(name, x.shape, _f32(out_scale), int(out_zp)),
+                 attrs={"table": [int(v) for v in table]})
+
+
 def requantize(name: str, x: TensorInfo, out_scale: float, out_zp: int, activation: str = "NONE") -> IntOp:
     """Rescale to another quantization: TFLite's QUANTIZE (int8 → int8) or, with an activation, its RELU,
     RELU6, RELU_N1_TO_1 op (those derive the multiplier in float32, QUANTIZE in double)."""

@@ -45,6 +45,7 @@ OP_KINDS: dict[str, tuple[str, ...]] = {
     "depthwise_conv_2d": _CONV_CONSTS,  # W int8 [1, KH, KW, C·M] (TFLite's layout); NHWC
     "add": (), "sub": (), "mul": (),   # broadcasting, TFLite's two-rounding requantization
     "logistic": (), "tanh": (),        # 256-entry tables, fixed output quantization
+    "rsqrt": (),                       # 256-entry table of TFLite's int8 RSQRT, any output quantization
     "requantize": (),                  # TFLite QUANTIZE int8 → int8, RELU, RELU6, RELU_N1_TO_1
     "leaky_relu": (),
     "concat": (), "slice": (),         # data movement: one quantization in and out

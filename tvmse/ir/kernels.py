@@ -320,6 +320,7 @@ BODIES = {
     "mul": _mul,
     "logistic": _lookup_op,
     "tanh": _lookup_op,
+    "rsqrt": _lookup_op,
     "requantize": _requantize_op,
     "leaky_relu": _leaky_relu,
     "concat": lambda bb, op, args, tensors: bb.emit(R.concat(args, axis=op.attrs["axis"])),
