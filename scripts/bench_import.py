@@ -51,7 +51,8 @@ def bench(path: Path, manifest: dict) -> dict:
             try:
                 result = compile_model(path, memory_mode=mode, output_dir=Path(tmp) / "out", calibration=calibration)
             except TvmseError as e:
-                row["error"] = str(e).splitlines()[0][:160]
+                lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+                row["error"] = (lines[1] if len(lines) > 1 else lines[0])[:160]   # the first problem, not the header
                 return row
         npu = result.report["npu"]
         row[mode] = npu["total_cycles_per_frame"]
