@@ -33,6 +33,7 @@ from tvmse.targets.cortex_m import elementwise_kernel, fc_kernel
 from tvmse.targets.cortex_m.errors import LoweringError
 
 log = logging.getLogger(__name__)
+SYMBOL_NAME_CHARS = 48   # characters of the op name kept in a kernel's C symbol
 
 
 @dataclasses.dataclass
@@ -137,7 +138,9 @@ class _Lowerer:
 
     def lower(self) -> LoweredNetwork:
         for index, (op, func) in enumerate(zip(self.graph.ops, _op_functions(self.graph))):
-            symbol = f"tvmse_k{index:02d}_{relax_name(op.name)}"
+            # the op index keeps symbols unique; the name is cut so that converter-made tensor names (often
+            # 200 characters) stay readable symbols within the instruction counter's 127-character names
+            symbol = f"tvmse_k{index:02d}_{relax_name(op.name)[:SYMBOL_NAME_CHARS]}"
             if op.kind == "constant":   # no kernel: the value is a constant array
                 self.constant_arrays[op.name] = self.const(f"{symbol}_value", op.consts["value"])
                 continue
