@@ -53,7 +53,10 @@ def cpu_section(network, glue, run: emulate.EmulatedRun | None, runner_notes: di
         "fully_connected_kernels": len(network.fc_kernels),
         "arena_bytes": glue.plan.arena_bytes,
         "state_bytes": glue.state_bytes,
-        "api": "tvmse_init(tvmse_state_t*); tvmse_step(const int8_t* frame, int8_t* mask, tvmse_state_t*)",
+        "api": ("tvmse_init(tvmse_state_t*); tvmse_run(const int8_t* const inputs[], int8_t* const outputs[], "
+                "tvmse_state_t*)" + ("; tvmse_step(const int8_t* frame, int8_t* mask, tvmse_state_t*)"
+                                     if glue.interface.streaming else "")),
+        "inputs": list(glue.interface.inputs), "outputs": list(glue.interface.outputs),
         "runs": runner_notes,
     }
     if run is not None:
@@ -87,7 +90,7 @@ def render_markdown(report: dict) -> str:
                   f"Bit-exact against the host reference over {q['frames']} frames with the state carried.", "",
                   "| figure | value |", "|---|---:|",
                   f"| instructions / frame | {q['instructions_per_frame']:,.0f} |",
-                  f"| of which glue (tvmse_step) | {q['glue_instructions_per_frame']:,.0f} |",
+                  f"| of which glue (tvmse_run/tvmse_step) | {q['glue_instructions_per_frame']:,.0f} |",
                   f"| text (code) | {s['text']:,} B |", f"| rodata (weights, tables) | {s['rodata']:,} B |",
                   f"| data | {s['data']:,} B |", f"| bss (arena) | {s['bss']:,} B |",
                   f"| stack high-water mark | {s['stack_high_water']:,} B |", "",
@@ -137,10 +140,10 @@ def compile_cortex_m(model_path: Path, output_dir: Path, run: str | None = None,
             log.warning("--run fvp %s", notes["fvp"])
         if run == "qemu":
             reference = HostReference(graph)
-            frame_shape = graph.tensors()[glue.interface.frame].shape
+            tensors = graph.tensors()
+            inputs = {n: random_frames(tensors[n].shape, frames, seed=k) for k, n in enumerate(glue.interface.inputs)}
             with tempfile.TemporaryDirectory(prefix="tvmse-m55-") as work:
-                emulated = emulate.run_on_qemu(network, glue, staging / "src", reference,
-                                               random_frames(frame_shape, frames), Path(work))
+                emulated = emulate.run_on_qemu(network, glue, staging / "src", reference, inputs, Path(work))
             notes["qemu"] = (f"{frames} random frames, state carried: bit-exact against the host reference")
         artifacts = {f"src/{n}": what for n, what in [
             ("tvmse_model.h", "the C API"), ("tvmse_model.c", "arena plan and kernel call sequence"),

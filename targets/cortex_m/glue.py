@@ -2,7 +2,8 @@
 
 Generated files (all plain C99/C11, no heap, no TVM runtime):
 
-    tvmse_model.h       the API: tvmse_state_t, tvmse_init(state), tvmse_step(frame, mask, state)
+    tvmse_model.h       the API: tvmse_state_t, tvmse_init(state), tvmse_run(inputs[], outputs[], state)
+                        and, for a streaming step (one frame, one mask), tvmse_step(frame, mask, state)
     tvmse_model.c       one statically planned arena, a DLTensor per tensor, the kernel calls in order
     tvmse_weights.c     every constant (weights, folded biases, multipliers, tables) as const arrays;
                         arrays of FLASH_MIN_BYTES or more in section .flash_rodata (link it to flash)
@@ -10,9 +11,10 @@ Generated files (all plain C99/C11, no heap, no TVM runtime):
     tvmse_kernels_fc.c  TVM-generated fully-connected kernels (built with MVE-width vectorization)
     tvmse_tvm_abi.h     the C types of TVM's packed-FFI kernels
 
-Network inputs other than the frame are the streaming state; ``tvmse_step`` reads the state from
-``*state`` and, after the last kernel, overwrites it with the new state (state outputs are named
-``<input>_out``), so the caller just calls ``tvmse_step`` frame after frame.
+Network inputs paired with an output are the streaming state (``tvmse.frontend.state``); ``tvmse_run``
+reads the state from ``*state`` and, after the last kernel, overwrites it with the new state, so the
+caller just calls it (or ``tvmse_step``) frame after frame. Other inputs and outputs are passed by
+pointer, in graph order.
 """
 
 from __future__ import annotations
@@ -44,21 +46,48 @@ FC_CLANG_FLAGS = ("-mllvm", "-force-vector-width=16")
 
 @dataclasses.dataclass
 class Interface:
-    """How the network's inputs and outputs map onto ``tvmse_step``'s arguments."""
+    """How the network's inputs and outputs map onto the C API's arguments.
 
-    frame: str
-    mask: str
+    ``inputs`` / ``outputs``: the network's inputs and outputs other than the streaming state, in graph
+    order (``tvmse_run``'s pointer arrays); a streaming model has one of each, the frame and the mask
+    (``tvmse_step``)."""
+
+    inputs: list[str]
+    outputs: list[str]
     state: dict[str, str]  # state input → state output
 
+    @property
+    def streaming(self) -> bool:
+        return len(self.inputs) == 1 and len(self.outputs) == 1
+
+    @property
+    def frame(self) -> str:
+        self._require_streaming()
+        return self.inputs[0]
+
+    @property
+    def mask(self) -> str:
+        self._require_streaming()
+        return self.outputs[0]
+
+    def _require_streaming(self) -> None:
+        if not self.streaming:
+            raise LoweringError(f"the C API tvmse_step takes one frame input and one mask output besides the "
+                                f"state (<name> → <name>_out); the model has inputs {self.inputs} and outputs "
+                                f"{self.outputs}")
+
     @classmethod
-    def of(cls, graph) -> "Interface":
+    def of(cls, graph, any_count: bool = False) -> "Interface":
+        """The interface of ``graph``; unless ``any_count``, it must be a streaming step (one frame, one mask)."""
         pairs = streaming_state_pairs(graph)
-        frames = [t.name for t in graph.inputs if t.name not in pairs]
-        masks = [o for o in graph.outputs if o not in pairs.values()]
-        if len(frames) != 1 or len(masks) != 1:
-            raise LoweringError(f"the C API takes one frame input and one mask output besides the state "
-                                f"(<name> → <name>_out); the model has inputs {frames} and outputs {masks}")
-        return cls(frames[0], masks[0], pairs)
+        interface = cls([t.name for t in graph.inputs if t.name not in pairs],
+                        [o for o in graph.outputs if o not in pairs.values()], pairs)
+        if not any_count:
+            interface._require_streaming()
+        if not interface.inputs or not interface.outputs:
+            raise LoweringError(f"the model needs at least one input and one output besides the state; it has "
+                                f"inputs {interface.inputs} and outputs {interface.outputs}")
+        return interface
 
 
 @dataclasses.dataclass
@@ -81,7 +110,7 @@ def lifetimes(network: LoweredNetwork, interface: Interface) -> dict[str, tuple[
             last[name] = i
         first.setdefault(step.args[-1], i)
         last.setdefault(step.args[-1], i)
-    for out in [interface.mask, *interface.state.values()]:
+    for out in [*interface.outputs, *interface.state.values()]:
         last[out] = end
     return {n: (network.tensors[n].nbytes, first[n], last[n]) for n in first
             if network.tensors[n].kind == "arena"}
@@ -110,31 +139,53 @@ def _weights_c(network: LoweredNetwork) -> tuple[str, list[str]]:
 
 
 def _header(network: LoweredNetwork, interface: Interface, arena: int) -> str:
-    sizes = {name: network.tensors[name].nbytes for name in [interface.frame, interface.mask, *interface.state]}
+    sizes = {name: network.tensors[name].nbytes for name in [*interface.inputs, *interface.outputs, *interface.state]}
     return model_header(
-        "Streaming step of an int8 network compiled by tvmse for the Cortex-M55.",
+        "Step of an int8 network compiled by tvmse for the Cortex-M55.",
         " * No heap; one statically allocated arena of TVMSE_ARENA_BYTES holds every intermediate tensor.\n"
         " * Not re-entrant (the arena is shared): call from one thread. Returns 0, or -(k+1) if kernel k failed.",
-        interface, sizes, arena, {"TVMSE_NUM_KERNELS": len(network.steps)})
+        interface, sizes, arena, {"TVMSE_NUM_KERNELS": len(network.steps)}, run_api=True)
+
+
+def _run_api(interface: Interface, sizes: dict[str, int]) -> tuple[str, str, str]:
+    """Usage lines, ``#define``s and declarations of ``tvmse_run`` (inputs and outputs by pointer arrays)."""
+    usage = (" *   const int8_t *inputs[TVMSE_NUM_INPUTS] = {...};  int8_t *outputs[TVMSE_NUM_OUTPUTS] = {...};\n"
+             " *   tvmse_run(inputs, outputs, &state);        // any number of inputs and outputs, order below\n")
+    lines = [f"#define TVMSE_NUM_INPUTS {len(interface.inputs)}", f"#define TVMSE_NUM_OUTPUTS {len(interface.outputs)}"]
+    lines += [f"#define TVMSE_INPUT{k}_SIZE {sizes[n]}   /* int8 elements of input '{n}' */"
+              for k, n in enumerate(interface.inputs)]
+    lines += [f"#define TVMSE_OUTPUT{k}_SIZE {sizes[n]}   /* int8 elements of output '{n}' */"
+              for k, n in enumerate(interface.outputs)]
+    declaration = ("int tvmse_run(const int8_t *const inputs[TVMSE_NUM_INPUTS], int8_t *const outputs[TVMSE_NUM_OUTPUTS],"
+                   "\n              tvmse_state_t *state);")
+    return usage, "\n".join(lines), declaration
 
 
 def model_header(title: str, notes: str, interface: Interface, sizes: dict[str, int], arena: int,
-                 counts: dict[str, int]) -> str:
+                 counts: dict[str, int], run_api: bool = False) -> str:
     """``tvmse_model.h``: the C API (state struct, ``tvmse_init``, ``tvmse_step``, sizes).
 
     Shared by the CPU-only and the NPU glue so an application sees one API whichever target built
     it; ``notes`` (comment lines) says how this build runs, ``counts`` adds its own ``#define``s.
+    ``tvmse_step(frame, mask, state)`` is declared for a streaming step (one frame, one mask);
+    ``run_api`` adds ``tvmse_run(inputs[], outputs[], state)`` for any number of inputs and outputs.
     """
     fields = "\n".join(f"    int8_t {relax_name(i)}[{sizes[i]}];" for i in interface.state)
     defines = "\n".join(f"#define {name} {value}" for name, value in counts.items())
+    run_usage, run_defines, run_declaration = _run_api(interface, sizes) if run_api else ("", "", "")
+    step_usage = " *   for each frame: tvmse_step(frame, mask, &state);\n" if interface.streaming else ""
+    step_defines = (f"#define TVMSE_FRAME_SIZE {sizes[interface.inputs[0]]}   /* int8 elements of '{interface.inputs[0]}' */\n"
+                    f"#define TVMSE_MASK_SIZE {sizes[interface.outputs[0]]}    /* int8 elements of '{interface.outputs[0]}' */"
+                    if interface.streaming else "")
+    step_declaration = ("int tvmse_step(const int8_t *frame, int8_t *mask, tvmse_state_t *state);"
+                        if interface.streaming else "")
     return f"""\
 /*
  * {title}
  *
  *   tvmse_state_t state;
  *   tvmse_init(&state);                        // zero state (int8 0 in every element)
- *   for each frame: tvmse_step(frame, mask, &state);
- *
+{step_usage}{run_usage} *
 {notes}
  */
 #ifndef TVMSE_MODEL_H
@@ -142,8 +193,8 @@ def model_header(title: str, notes: str, interface: Interface, sizes: dict[str, 
 
 #include <stdint.h>
 
-#define TVMSE_FRAME_SIZE {sizes[interface.frame]}   /* int8 elements of '{interface.frame}' */
-#define TVMSE_MASK_SIZE {sizes[interface.mask]}    /* int8 elements of '{interface.mask}' */
+{step_defines}
+{run_defines}
 #define TVMSE_ARENA_BYTES {arena}
 #define TVMSE_STATE_BYTES {sum(sizes[i] for i in interface.state)}  /* bytes of state held in tvmse_state_t */
 {defines}
@@ -153,7 +204,8 @@ typedef struct {{
 }} tvmse_state_t;
 
 void tvmse_init(tvmse_state_t *state);
-int tvmse_step(const int8_t *frame, int8_t *mask, tvmse_state_t *state);
+{step_declaration}
+{run_declaration}
 
 #endif /* TVMSE_MODEL_H */
 """
@@ -186,10 +238,18 @@ def kernel_tables(network: LoweredNetwork, data_of) -> tuple[list[str], dict[str
     return out, ids, symbols
 
 
+def _entry_point(interface: Interface) -> list[str]:
+    """The function that holds the call sequence: ``tvmse_step`` for a streaming step, else ``tvmse_run``."""
+    if interface.streaming:
+        return ["int tvmse_step(const int8_t *frame, int8_t *mask, tvmse_state_t *state)"]
+    return ["int tvmse_run(const int8_t *const inputs[TVMSE_NUM_INPUTS], int8_t *const outputs[TVMSE_NUM_OUTPUTS],",
+            "              tvmse_state_t *state)"]
+
+
 def _model_c(network: LoweredNetwork, interface: Interface, plan: memory_plan.MemoryPlan,
              const_names: list[str]) -> tuple[str, set[str]]:
     tensors = network.tensors
-    symbols = {"tvmse_arena", "tvmse_init", "tvmse_step", "tvmse_copy"}
+    symbols = {"tvmse_arena", "tvmse_init", "tvmse_run", "tvmse_copy"}
     out = ["/* Static call glue generated by tvmse: memory plan and kernel call sequence. */",
            "#include <stddef.h>", "#include <stdint.h>", "", '#include "tvmse_model.h"',
            f'#include "{ABI_HEADER_NAME}"', ""]
@@ -203,7 +263,7 @@ def _model_c(network: LoweredNetwork, interface: Interface, plan: memory_plan.Me
     def data_of(name: str) -> str:
         if tensors[name].kind == "arena":
             return f"(void *)(tvmse_arena + {plan.placements[name].offset})"
-        return "NULL"  # a network input: set by tvmse_step
+        return "NULL"  # a network input: set by tvmse_step / tvmse_run
 
     lines, ids, table_symbols = kernel_tables(network, data_of)
     out += lines
@@ -215,27 +275,37 @@ def _model_c(network: LoweredNetwork, interface: Interface, plan: memory_plan.Me
             "void tvmse_init(tvmse_state_t *state)", "{",
             "    int8_t *bytes = (int8_t *)state;",
             "    for (size_t i = 0; i < sizeof(*state); i++) {", "        bytes[i] = 0;", "    }", "}", "",
-            "int tvmse_step(const int8_t *frame, int8_t *mask, tvmse_state_t *state)", "{",
-            f"    {ids[interface.frame]}.data = (void *)frame;"]
+            *_entry_point(interface), "{"]
+    inputs = ["frame"] if interface.streaming else [f"inputs[{k}]" for k in range(len(interface.inputs))]
+    outputs = ["mask"] if interface.streaming else [f"outputs[{k}]" for k in range(len(interface.outputs))]
+    for name, pointer in zip(interface.inputs, inputs):
+        if name in ids:
+            out.append(f"    {ids[name]}.data = (void *){pointer};")
     for i, field in state_fields.items():
         if i in ids:
             out.append(f"    {ids[i]}.data = state->{field};")
     for i, step in enumerate(network.steps):
         out.append(f"    if ({kernel_symbol(step.kernel)}(NULL, tvmse_args{i}, {len(step.args)}, NULL) != 0) "
                    f"return -{i + 1};  /* {step.op} */")
-    out.append(f"    tvmse_copy(mask, (const int8_t *)tvmse_arena + {plan.placements[interface.mask].offset}, "
-               f"{tensors[interface.mask].nbytes});")
+    for name, pointer in zip(interface.outputs, outputs):
+        out.append(f"    tvmse_copy({pointer}, (const int8_t *)tvmse_arena + {plan.placements[name].offset}, "
+                   f"{tensors[name].nbytes});")
     for i, o in interface.state.items():
         out.append(f"    tvmse_copy(state->{state_fields[i]}, (const int8_t *)tvmse_arena + "
                    f"{plan.placements[o].offset}, {tensors[o].nbytes});")
     out += ["    return 0;", "}", ""]
+    if interface.streaming:   # the generic entry point of the same API, for callers written against it
+        out += ["int tvmse_run(const int8_t *const inputs[TVMSE_NUM_INPUTS], int8_t *const outputs[TVMSE_NUM_OUTPUTS],",
+                "              tvmse_state_t *state)", "{", "    return tvmse_step(inputs[0], outputs[0], state);", "}",
+                ""]
+        symbols.add("tvmse_step")
     return "\n".join(out), symbols
 
 
 def generate(network: LoweredNetwork) -> Glue:
     """Plan the arena and write every C file of the compiled network."""
-    interface = Interface.of(network.graph)
-    for out in [interface.mask, *interface.state.values()]:
+    interface = Interface.of(network.graph, any_count=True)
+    for out in [*interface.outputs, *interface.state.values()]:
         if network.tensors[out].kind != "arena":
             raise LoweringError(f"output '{out}' is not computed by any op (an input passed through?)")
     plan = memory_plan.plan(lifetimes(network, interface))

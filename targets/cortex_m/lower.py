@@ -28,11 +28,12 @@ import tvm
 from tvm import relax, s_tir
 
 from tvmse.ir import IntegerGraph
-from tvmse.ir.graph import relax_name
+from tvmse.ir.graph import OP_KINDS, relax_name
 from tvmse.targets.cortex_m import elementwise_kernel, fc_kernel
 from tvmse.targets.cortex_m.errors import LoweringError
 
 log = logging.getLogger(__name__)
+SYMBOL_NAME_CHARS = 48   # characters of the op name kept in a kernel's C symbol
 
 
 @dataclasses.dataclass
@@ -128,6 +129,7 @@ class _Lowerer:
         self.steps: list[Step] = []
         self.fc: dict[str, tvm.tirx.PrimFunc] = {}
         self.other: dict[str, tvm.tirx.PrimFunc] = {}
+        self.constant_arrays: dict[str, str] = {}   # constant op → its array (a C identifier)
 
     def const(self, name: str, value: np.ndarray) -> str:
         value = np.ascontiguousarray(value)
@@ -136,9 +138,11 @@ class _Lowerer:
 
     def lower(self) -> LoweredNetwork:
         for index, (op, func) in enumerate(zip(self.graph.ops, _op_functions(self.graph))):
-            symbol = f"tvmse_k{index:02d}_{relax_name(op.name)}"
+            # the op index keeps symbols unique; the name is cut so that converter-made tensor names (often
+            # 200 characters) stay readable symbols within the instruction counter's 127-character names
+            symbol = f"tvmse_k{index:02d}_{relax_name(op.name)[:SYMBOL_NAME_CHARS]}"
             if op.kind == "constant":   # no kernel: the value is a constant array
-                self.const(op.name, op.consts["value"])
+                self.constant_arrays[op.name] = self.const(f"{symbol}_value", op.consts["value"])
                 continue
             self.tensors[op.name] = Tensor(op.name, tuple(op.output.shape), "int8", "arena")
             plain = tuple(op.attrs.get("clamp", (-128, 127))) == (-128, 127)   # the hand kernels do not clamp
@@ -150,6 +154,10 @@ class _Lowerer:
                 self._legalized(symbol, op, func)
         return LoweredNetwork(self.graph, self.tensors, self.steps, self.fc, self.other)
 
+    def tensor_of(self, name: str) -> str:
+        """The lowered tensor holding graph tensor ``name`` (a constant op's value is a renamed array)."""
+        return self.constant_arrays.get(name, name)
+
     def _row_vector(self, op) -> bool:
         """The hand-written FC kernel computes one row: input [1, K] (any leading unit axes)."""
         return int(np.prod(self.graph.tensors()[op.inputs[0]].shape)) == op.consts["weight"].shape[1]
@@ -158,7 +166,7 @@ class _Lowerer:
         weight = op.consts["weight"]
         x = self.graph.tensors()[op.inputs[0]]
         n, k = weight.shape
-        args = [op.inputs[0],
+        args = [self.tensor_of(op.inputs[0]),
                 self.const(f"{symbol}_weight", weight.astype(np.int8)),
                 self.const(f"{symbol}_bias", fc_kernel.folded_bias(weight, op.consts["bias"], x.zero_point)),
                 self.const(f"{symbol}_multiplier", op.consts["multiplier"].astype(np.int32)),
@@ -183,13 +191,16 @@ class _Lowerer:
         func, form = built
         log.debug("op '%s' (%s): int32 kernel, high multiply %s", op.name, op.kind, form)
         self.other[symbol] = func.with_attr("global_symbol", symbol)
-        self.steps.append(Step(symbol, op.name, op.kind, [*op.inputs, op.name]))
+        self.steps.append(Step(symbol, op.name, op.kind, [*map(self.tensor_of, op.inputs), op.name]))
         return True
 
     def _legalized(self, symbol: str, op, func: relax.Function) -> None:
         mod = _legalize_pipeline()(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}))
         main = mod["main"]
-        names: dict[relax.Var, str] = {p: t for p, t in zip(main.params, op.inputs)}
+        names: dict[relax.Var, str] = {p: self.tensor_of(t) for p, t in zip(main.params, op.inputs)}
+        # the op's constant operands (weights, biases, multipliers) are parameters of its function too
+        for param, const_name in zip(main.params[len(op.inputs):], OP_KINDS[op.kind]):
+            names[param] = self.const(f"{symbol}_{const_name}", op.consts[const_name])
         result = main.body.body
         calls = []
         for block in main.body.blocks:
