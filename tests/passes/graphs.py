@@ -4,6 +4,7 @@ channel masks; a rollout comparison that carries the state and applies the state
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 
@@ -247,3 +248,29 @@ def side_by_side(graphs: list[IntegerGraph]) -> IntegerGraph:
         pairs.update({rename(a): rename(b) for a, b in graph.state_pairs.items()})
         slots.update({rename(a): v for a, v in graph.state_slots.items()})
     return IntegerGraph(inputs, outputs, ops, state_slots=slots, state_pairs=pairs)
+
+
+# ---- imported models (tests/fixtures/imported, made by real converters) ----------------------------
+IMPORTED = Path(__file__).resolve().parents[1] / "fixtures" / "imported"
+
+
+def imported_fixture(name: str) -> Path:
+    path = IMPORTED / name
+    assert path.exists(), f"fixture {path} missing (made by scripts/fixtures, committed with tests/fixtures/imported)"
+    return path
+
+
+def load_imported(name: str) -> IntegerGraph:
+    """The imported fixture. While the importer has no SOFTMAX, a final one is read as a QUANTIZE to the
+    same output quantization: folding keeps every channel of a model output either way."""
+    from tvmse.frontend import tflite_import
+    if "SOFTMAX" in tflite_import.CONVERTERS:
+        return tflite_import.load_tflite(imported_fixture(name))[0]
+
+    class FinalSoftmaxAsQuantize(tflite_import.TfliteImport):
+        def operators(self):
+            ops = super().operators()
+            if ops and ops[-1].kind == "SOFTMAX":
+                ops[-1].kind = "QUANTIZE"
+            return ops
+    return FinalSoftmaxAsQuantize(imported_fixture(name)).run()[0]

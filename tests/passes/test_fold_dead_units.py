@@ -4,7 +4,6 @@ stacks, imported TFLite models), live look-alikes stay, outputs bit-exact."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +12,8 @@ from hypothesis import strategies as st
 
 from tests.passes import int_eval
 from tests.passes.graphs import (MIDDLE_OPS, OPAQUE_MIDDLE_OPS, assert_same_rollout, conv_graph, gru_graph,
-                                 lstm_graph, prune_conv_channels, prune_gru_units, prune_units, side_by_side)
+                                 imported_fixture, load_imported, lstm_graph, prune_conv_channels, prune_gru_units,
+                                 prune_units, side_by_side)
 from tvmse.ir import IntegerGraph, TensorInfo, build
 from tvmse.passes.fold_dead_units import FoldDeadUnits, channel_rule, kept_channels
 
@@ -330,32 +330,6 @@ def test_folded_graphs_lower_to_tflite_bit_exact():
 
 
 # ---- imported models: a pruned network folds to the one built at the smaller width ------------------
-IMPORTED = Path(__file__).resolve().parents[1] / "fixtures" / "imported"
-
-
-def _fixture(name: str) -> Path:
-    path = IMPORTED / name
-    assert path.exists(), f"fixture {path} missing (made by scripts/fixtures, committed with tests/fixtures/imported)"
-    return path
-
-
-def _load_tflite(name: str) -> IntegerGraph:
-    """The imported fixture; a final SOFTMAX stands in as a requantize while the importer has none (the
-    pass keeps the channels of the last op whole either way, so folding is unaffected)."""
-    from tvmse.frontend import tflite_import
-    if "SOFTMAX" in tflite_import.CONVERTERS:
-        return tflite_import.load_tflite(_fixture(name))[0]
-
-    class WithoutSoftmax(tflite_import.TfliteImport):
-        def operators(self):
-            ops = super().operators()
-            assert [op.kind for op in ops].count("SOFTMAX") <= 1 and ops[-1].kind in ("SOFTMAX", ops[-1].kind)
-            if ops[-1].kind == "SOFTMAX":
-                ops[-1].kind = "QUANTIZE"
-            return ops
-    return WithoutSoftmax(_fixture(name)).run()[0]
-
-
 def _assert_same_network(new: IntegerGraph, small: IntegerGraph) -> None:
     assert [(op.kind, op.output.shape) for op in new.ops] == [(op.kind, op.output.shape) for op in small.ops]
     assert [t.shape for t in new.inputs] == [t.shape for t in small.inputs]
@@ -366,9 +340,10 @@ def _assert_same_network(new: IntegerGraph, small: IntegerGraph) -> None:
 
 
 def test_pruned_gru_fixture_folds_to_its_small_twin():
-    pruned = _load_tflite("keras_gru_step_pruned.tflite")
-    small = _load_tflite("keras_gru_step_small.tflite")
-    kept_units = json.loads((IMPORTED / "manifest.json").read_text())["keras_gru_step_small.tflite"]["kept_units"]
+    pruned = load_imported("keras_gru_step_pruned.tflite")
+    small = load_imported("keras_gru_step_small.tflite")
+    manifest = json.loads(imported_fixture("manifest.json").read_text())
+    kept_units = manifest["keras_gru_step_small.tflite"]["kept_units"]
     new, records = PASS.run(pruned)
     _assert_same_network(new, small)
     assert new.state_slots == {"serving_default_state:0": kept_units}
@@ -382,8 +357,8 @@ def test_pruned_gru_fixture_folds_to_its_small_twin():
 
 
 def test_pruned_conv_fixture_folds_to_its_small_twin():
-    pruned = _load_tflite("keras_kws_cnn_pruned.tflite")
-    small = _load_tflite("keras_kws_cnn_small.tflite")
+    pruned = load_imported("keras_kws_cnn_pruned.tflite")
+    small = load_imported("keras_kws_cnn_small.tflite")
     new, _ = PASS.run(pruned)
     _assert_same_network(new, small)
     rng = np.random.default_rng(41)
