@@ -10,8 +10,8 @@ A tensor's channels are its last axis (a rank-0 tensor has one). The rewrites, b
     depthwise(x[…, C], W[1, KH, KW, C·M]) → depthwise(x'[…, c], W[1, KH, KW, c·M])
         output channels c·M … c·M+M−1 kept or dropped with input channel c
     add/sub/mul(a, b), logistic, tanh, requantize, leaky_relu, average/max pool, pad (not of the
-    channel axis), reshape (same last axis), transpose (last axis stays last), slice/concat on
-    another axis                          → the same op on the kept channels
+    channel axis), mean (not over it), reshape (same last axis), transpose (last axis stays last),
+    slice/concat on another axis          → the same op on the kept channels
         an operand broadcast over the channel axis (size 1: the constant 1 of a GRU's 1 − z) stays
     slice(x, b:e) on the channel axis     → slice(x', b':e'), the kept channels it reads (a run of
                                             x's kept channels)
@@ -30,8 +30,8 @@ Liveness (a least fixed point, channel by channel, backwards from the model outp
   per-channel ops: operand channel j iff output channel j; a broadcast operand iff any output
   channel; slice on the channel axis: input channel begin+j iff output channel j; concat: per part;
 - ops the pass cannot see through (a transpose that moves the last axis, a reshape that changes
-  it, a pad of the channel axis, any other op kind) make every channel of their operands live
-  once any of their own is, and keep all of theirs;
+  it, a pad of or a mean over the channel axis, softmax, any other op kind) make every channel of
+  their operands live once any of their own is, and keep all of theirs;
 - state: the state output channel j is live iff the state input channel j is (and back), so a
   unit that only feeds its own recurrence stays dead; a pair whose channel counts differ is kept
   whole.
@@ -102,7 +102,11 @@ def channel_rule(op: IntOp, tensors: dict[str, TensorInfo]) -> tuple[str, str]:
         return "opaque", f"transpose {op.attrs['perm']} moves the last axis"
     if op.kind == "pad" and list(op.attrs["paddings"][-1]) != [0, 0]:
         return "opaque", "pads the channel axis"
-    if op.kind not in PER_CHANNEL + ("slice", "concat", "reshape", "transpose", "pad"):
+    if op.kind == "mean" and len(ins[0].shape) - 1 in op.attrs["axes"]:
+        return "opaque", "averages over the channel axis"
+    if op.kind == "softmax":
+        return "opaque", "softmax normalises over the channel axis"
+    if op.kind not in PER_CHANNEL + ("slice", "concat", "reshape", "transpose", "pad", "mean"):
         return "opaque", f"op kind '{op.kind}' is not analysed"
     if any(channels(t) not in (out_c, 1) for t in ins):
         return "opaque", f"operand channels {[channels(t) for t in ins]} against {out_c}"

@@ -1,11 +1,14 @@
 """A numpy evaluator of the integer form, for fast property tests (checked equal to HostReference).
 
 Same arithmetic as ``tvmse.ir.kernels``, op kind by op kind: FC requantizes with one rounding
-(halves away from zero), convolutions, ADD/SUB/MUL, QUANTIZE and LEAKY_RELU with TFLite's two
+(halves away from zero), convolutions, ADD/SUB/MUL, QUANTIZE, LEAKY_RELU and MEAN with TFLite's two
 roundings (in int64, as the Relax bodies), LOGISTIC/TANH by table, pools on the raw int8 values.
+SOFTMAX (gemmlowp fixed point) is not restated here: its op runs alone through the host reference.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 
@@ -116,7 +119,26 @@ def _op(op: IntOp, x: list[np.ndarray], tensors) -> np.ndarray:
         return _pool(op, x[0])
     if op.kind == "constant":
         return c["value"].astype(np.int8)
+    if op.kind == "mean":
+        total = x[0].sum(axis=tuple(a["axes"]), keepdims=a["keep_dims"]) - a["in_zp"] * a["count"]
+        return np.clip(_requantize(total, a["mult"], a["shift"]) + op.output.zero_point, -128, 127).astype(np.int8)
+    if op.kind == "softmax":
+        return _on_host(op, x, tensors)
     raise NotImplementedError(f"int_eval: op kind '{op.kind}' ({op.name})")
+
+
+_HOST_OPS: dict[str, object] = {}
+
+
+def _on_host(op: IntOp, x: list[np.ndarray], tensors) -> np.ndarray:
+    """``op`` alone through the host reference, compiled once per distinct op (names aside)."""
+    from tvmse.targets.host import HostReference
+    inputs = [replace(tensors[n], name=f"in{i}") for i, n in enumerate(op.inputs)]
+    alone = replace(op, inputs=[t.name for t in inputs], output=replace(op.output, name="out"))
+    key = repr((alone.kind, alone.attrs, inputs, alone.output))
+    if key not in _HOST_OPS:
+        _HOST_OPS[key] = HostReference(IntegerGraph(inputs, ["out"], [alone]))
+    return _HOST_OPS[key].run({t.name: v.astype(np.int8) for t, v in zip(inputs, x)})["out"]
 
 
 def run(graph: IntegerGraph, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

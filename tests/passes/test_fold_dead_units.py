@@ -247,6 +247,15 @@ def test_ops_that_move_channels_keep_their_operands_whole():
     _assert_exact(graph, new, rng, frames=2)
 
 
+def test_softmax_and_means_over_channels_keep_their_operands_whole():
+    x = TensorInfo("x", (1, 3, 4, 5), 0.02, 1)
+    over_hw = build.mean("over_hw", x, [1, 2], True, 0.02, 0)
+    over_c = build.mean("over_c", x, [3], True, 0.02, 0)
+    soft = build.softmax("soft", x)
+    tensors = IntegerGraph([x], [], [over_hw, over_c, soft]).tensors()
+    assert [channel_rule(op, tensors)[0] for op in (over_hw, over_c, soft)] == ["elementwise", "opaque", "opaque"]
+
+
 CONV_CASES = dict(seed=st.integers(0, 2**31), hw=st.tuples(st.integers(2, 6), st.integers(1, 5)),
                   c_in=st.integers(1, 3), c1=st.integers(1, 5), multiplier=st.integers(1, 2), c2=st.integers(1, 5),
                   kernel=st.sampled_from([(1, 1), (3, 2)]), strides=st.sampled_from([(1, 1), (2, 1)]),
