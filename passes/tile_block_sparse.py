@@ -1,28 +1,37 @@
-"""Tile block-sparse FCs: one dense FC per group of output rows, over the input columns it uses.
+"""Tile block-sparse FCs and 1×1 convolutions: one dense op per group of output rows, over the input
+channels it uses.
 
     y = FC(x, W[N×K])   →   x_g = concat(slice(x, run) for run in runs_g)       (gathered columns)
                             y_g = FC(x_g, W[rows_g, cols_g])                     (rows_g contiguous)
                             y   = concat(y_0, …, y_G−1)                          (original name)
 
-Every output row keeps its whole reduction in one FC: ``cols_g`` holds every column in which a
+    y = conv_2d(x, W[O×1×1×I])  →  the same with conv_2d(x_g, W[rows_g, 1, 1, cols_g]) per group (same
+                                   strides and padding), slices and concatenations on the channel axis
+
+Every output row keeps its whole reduction in one op: ``cols_g`` holds every column in which a
 row of the group has a non-zero weight, so Σ_k (x_k − zp)·W[n,k] is unchanged (the dropped terms
-are zero) and the row's bias, multiplier, shift and weight scale are sliced with it. Splitting a
-row's reduction would requantize partial sums and is never done.
+are zero) and the row's bias, multiplier, shift and weight scale are sliced with it; each group
+keeps the op's kind, so its requantization is the original one. Splitting a row's reduction would
+requantize partial sums and is never done. A 1×1 convolution is an FC over the channel axis at
+every output position (padded positions read zero-centred inputs in every group alike).
 
-Choices per layer (``Tiling`` candidates): the rows are cut into row blocks of the FC output step
-(16 on Ethos-U55), the columns into granules (16 or 32, ``arch.col_granules``); a dynamic program
-over contiguous row-block groups minimises the cost model (fewer, larger kernels against fewer
-MACs and fewer gathered runs), next to the finest cut (one group per row block). The cost model
-(``passes.cost_model``) ranks the candidates with the layer left alone; Vela then compiles the
-layer alone and the best two candidates, and the fastest is applied only if Vela's total cycles
-beat the untouched layer. In Shared_Sram Vela's weight codec already takes most of the gain, so
-this often leaves a layer alone.
+Choices per layer (``Tiling`` candidates, on the weight as an [N, K] matrix): the rows are cut into
+row blocks of the FC output step (16 on Ethos-U55), the columns into granules (16 or 32,
+``arch.col_granules``); a dynamic program over contiguous row-block groups minimises the cost model
+(fewer, larger kernels against fewer MACs and fewer gathered runs), next to the finest cut (one
+group per row block). The cost model (``passes.cost_model``, fitted on one-row FCs) ranks the
+candidates with the layer left alone; Vela then compiles the layer alone and the best two
+candidates, and the fastest is applied only if Vela's total cycles beat the untouched layer. In
+Shared_Sram Vela's weight codec already takes most of the gain, so this often leaves a layer alone.
+For a 1×1 convolution over several positions the model's figures are per position: only Vela's
+referee (``config`` given) measures the real trade-off.
 
-Matches: fully_connected ops on a [1, K] input whose weight has an all-zero (row block × granule)
-tile.
-Preconditions: activations [1, C] (slices and concatenations on axis 1).
-Leaves unchanged: dense FCs; FCs whose tilings the cost model or Vela call slower (logged with
-the reason); every other op.
+Matches: fully_connected ops reading one row (input [..., K] with every other axis 1) and 1×1
+conv_2d ops (any input size, strides and padding) whose weight has an all-zero
+(row block × granule) tile.
+Preconditions: none beyond the integer form's (slices and concatenations run on the last axis).
+Leaves unchanged: dense layers; FCs over several rows; convolutions with larger kernels; layers
+whose tilings the cost model or Vela call slower (logged with the reason); every other op.
 Numerics: bit-exact (same integer reduction, same requantization per row).
 Must run after: fold_dead_units (tiles the compacted weights).
 """
@@ -30,7 +39,7 @@ Must run after: fold_dead_units (tiles the compacted weights).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -146,17 +155,23 @@ def candidates(arch: EthosUArch, memory_mode: str, weight: np.ndarray, unique: b
 
 
 # ---- match / check / rewrite ---------------------------------------------------------------------
+def matrix(op: IntOp) -> np.ndarray:
+    """The weight as an [outputs, input channels] matrix (a 1×1 conv's [O, 1, 1, I] → [O, I])."""
+    weight = op.consts["weight"]
+    return weight.reshape(weight.shape[0], weight.shape[-1])
+
+
 def match(graph: IntegerGraph) -> list[IntOp]:
-    """Fully connected ops on row vectors ([1, K] → [1, N])."""
+    """FCs reading one row ([..., K] with every other axis 1) and 1×1 convolutions."""
     tensors = graph.tensors()
-    return [op for op in graph.ops if op.kind == "fully_connected" and len(tensors[op.inputs[0]].shape) == 2]
+    return [op for op in graph.ops
+            if (op.kind == "fully_connected" and int(np.prod(tensors[op.inputs[0]].shape[:-1])) == 1)
+            or (op.kind == "conv_2d" and op.consts["weight"].shape[1:3] == (1, 1))]
 
 
 def check(op: IntOp, arch: EthosUArch) -> str | None:
-    """None if the FC has an all-zero tile to skip, else why it is left alone."""
-    weight = op.consts["weight"]
-    if len(op.output.shape) != 2 or op.output.shape[0] != 1:
-        return f"output shape {op.output.shape} is not [1, N]"
+    """None if the layer has an all-zero tile to skip, else why it is left alone."""
+    weight = matrix(op)
     if min(arch.col_granules) >= weight.shape[1] and weight.shape[0] <= arch.row_block:
         return "smaller than one tile"
     if _block_masks(weight, arch.row_block, min(arch.col_granules)).all():
@@ -164,42 +179,48 @@ def check(op: IntOp, arch: EthosUArch) -> str | None:
     return None
 
 
+def _macs(ops: list[IntOp]) -> int:
+    return IntegerGraph([], [], list(ops)).macs()
+
+
 def rewrite(op: IntOp, x: TensorInfo, tiling: Tiling) -> list[IntOp]:
     """The ops computing ``op`` by ``tiling``; the last one writes ``op``'s output tensor."""
     ops, parts = [], []
     single = len(tiling.groups) == 1
+    axis = len(x.shape) - 1
     for g, group in enumerate(tiling.groups):
         prefix = f"{op.name}/tile{g}"
-        if group.runs == ((0, x.shape[1]),):
+        if group.runs == ((0, x.shape[axis]),):
             source = x
         elif len(group.runs) == 1:
-            ops.append(build.slice_(f"{prefix}/x", x, *group.runs[0]))
+            ops.append(build.slice_(f"{prefix}/x", x, *group.runs[0], axis=axis))
             source = ops[-1].output
         else:
-            pieces = [build.slice_(f"{prefix}/x{r}", x, b, e) for r, (b, e) in enumerate(group.runs)]
-            ops += pieces + [build.concat(f"{prefix}/x", [p.output for p in pieces])]
+            pieces = [build.slice_(f"{prefix}/x{r}", x, b, e, axis=axis) for r, (b, e) in enumerate(group.runs)]
+            ops += pieces + [build.concat(f"{prefix}/x", [p.output for p in pieces], axis=axis)]
             source = ops[-1].output
         r0, r1 = group.rows
         rows, cols = np.arange(r0, r1), group.cols
-        output = TensorInfo(op.name if single else prefix, (1, r1 - r0), op.output.scale, op.output.zero_point)
-        consts = {"weight": op.consts["weight"][np.ix_(rows, cols)]}
+        output = TensorInfo(op.name if single else prefix, (*op.output.shape[:-1], r1 - r0), op.output.scale,
+                            op.output.zero_point)
+        consts = {"weight": op.consts["weight"][rows][..., cols]}
         consts.update({c: op.consts[c][rows] for c in ("bias", "multiplier", "shift")})
-        ops.append(IntOp("fully_connected", [source.name], output, consts,
+        ops.append(IntOp(op.kind, [source.name], output, consts,
                          dict(op.attrs, weight_scales=list(op.attrs["weight_scales"][r0:r1]))))
         parts.append(output)
     if not single:
-        ops.append(build.concat(op.name, parts))
+        ops.append(build.concat(op.name, parts, axis=len(op.output.shape) - 1))
     return ops
 
 
 def choose(op: IntOp, x: TensorInfo, arch: EthosUArch, memory_mode: str, config, vela_tries: int = 4):
     """(tiling or None, record): the model's best candidates, refereed by Vela when ``config`` is given."""
-    weight = op.consts["weight"]
+    weight = matrix(op)
     ranked = sorted(((tiling_cycles(arch, memory_mode, weight, t), t) for t in candidates(arch, memory_mode, weight)),
                     key=lambda ct: ct[0])
     model = {t.name: round(c) for c, t in ranked}
     tiled = [(c, t) for c, t in ranked if t.name != "untouched"]
-    record = {"layer": op.name, "before": list(weight.shape), "macs_before": int(weight.size),
+    record = {"layer": op.name, "before": list(op.consts["weight"].shape), "macs_before": _macs([op]),
               "model_cycles": model, "memory_mode": memory_mode}
     if not tiled or tiled[0][0] >= model["untouched"]:
         return None, dict(record, decision="left alone: the cost model finds no cheaper tiling")
@@ -223,7 +244,8 @@ def choose(op: IntOp, x: TensorInfo, arch: EthosUArch, memory_mode: str, config,
 
 
 class TileBlockSparse:
-    """Rewrite block-sparse FCs into dense kernels over their non-zero tiles; see the module docstring.
+    """Rewrite block-sparse FCs and 1×1 convolutions into dense kernels over their non-zero tiles; see
+    the module docstring.
 
     ``config`` (a VelaConfig) sets the memory mode the cost model optimises for and lets Vela
     referee every choice; without one (unit tests) the cost model alone decides, for
@@ -252,21 +274,22 @@ class TileBlockSparse:
                 continue
             x = tensors[op.inputs[0]]
             if self.force:
-                tiling = next((t for t in candidates(arch, memory_mode, op.consts["weight"], unique=False)
+                tiling = next((t for t in candidates(arch, memory_mode, matrix(op), unique=False)
                               if t.name == self.force), None)
-                record = {"layer": op.name, "before": list(op.consts["weight"].shape), "decision": f"{self.force} (forced)"}
+                record = {"layer": op.name, "before": list(op.consts["weight"].shape), "macs_before": _macs([op]),
+                          "decision": f"{self.force} (forced)"}
             else:
                 tiling, record = choose(op, x, arch, memory_mode, config)
             logger.info("%s: %s: %s", self.name, op.name, record["decision"])
             if tiling is None or tiling.name == "untouched":
                 continue
             replaced[op.name] = rewrite(op, x, tiling)
-            fcs = [o for o in replaced[op.name] if o.kind == "fully_connected"]
-            records.append(dict(record, rewrite="tile block-sparse FC",
-                                after=[list(o.consts["weight"].shape) for o in fcs],
-                                macs_after=int(sum(o.consts["weight"].size for o in fcs)),
+            kernels = [o for o in replaced[op.name] if o.kind == op.kind]
+            layer = "FC" if op.kind == "fully_connected" else "1×1 conv"
+            records.append(dict(record, rewrite=f"tile block-sparse {layer}",
+                                after=[list(o.consts["weight"].shape) for o in kernels], macs_after=_macs(kernels),
                                 gather_runs=sum(len(g.runs) for g in tiling.groups if len(g.runs) > 1)))
         if not replaced:
             return graph, records
         ops = [new for op in graph.ops for new in replaced.get(op.name, [op])]
-        return IntegerGraph(list(graph.inputs), list(graph.outputs), ops, dict(graph.state_slots)), records
+        return replace(graph, ops=ops), records

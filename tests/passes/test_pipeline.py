@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.passes.graphs import lstm_graph, prune_units
+from tests.passes.graphs import load_imported, lstm_graph, prune_units
 from tvmse.errors import ConfigError
 from tvmse.passes.pipeline import PIPELINE, check_disabled, check_order, pass_names, run_pipeline
 
@@ -31,6 +31,14 @@ def test_disable_each_pass():
     assert records and records[0]["pass"] == "fold_dead_units" and new.state_slots["h0"] == [0, 2, 3]
     same, none = run_pipeline(graph, ("fold_dead_units",))
     assert same is graph and none == []
+
+
+def test_imported_gru_keeps_its_state_pairing_through_the_pipeline():
+    graph = load_imported("keras_gru_step_pruned.tflite")
+    new, records = run_pipeline(graph)
+    state_in = "serving_default_state:0"
+    assert new.state_pairs == graph.state_pairs and len(new.state_slots[state_in]) == 24
+    assert [r["pass"] for r in records] == ["fold_dead_units"] * 4
 
 
 def test_compile_report_lists_rewrites_and_state_slots(tmp_path):
