@@ -36,7 +36,8 @@ def test_cli_compiles_small_model(small_onnx, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "ethos-u55-128 (Ethos_U55_High_End_Embedded, Shared_Sram" in result.stdout
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        ["report.json", "report.md", "small_vela.tflite", "small_vela.h", "small_int8.tflite", "src"])
+        [".tvmse-output", "report.json", "report.md", "small_vela.tflite", "small_vela.h", "small_int8.tflite",
+         "src"])
     report = json.loads((out / "report.json").read_text())
     assert report["npu"]["cpu_fallback_ops"] == [] and report["npu"]["total_cycles_per_frame"] > 0
     assert report["verification"]["tflite_vs_host_reference"] == "bit-exact"
@@ -51,7 +52,7 @@ def test_existing_output_is_replaced_only_on_success(small_onnx, tmp_path, capsy
     (out / "old.txt").write_text("previous build")
     assert main([str(tmp_path / "missing.onnx"), "--output-dir", str(out)]) != 0
     assert (out / "old.txt").exists()                       # a failed run leaves the old output alone
-    assert main([str(small_onnx), "--output-dir", str(out), "-q"]) == 0
+    assert main([str(small_onnx), "--output-dir", str(out), "-q", "--force"]) == 0  # not tvmse's: --force
     assert not (out / "old.txt").exists() and (out / "report.md").exists()
 
 
