@@ -62,6 +62,9 @@ def test_missing_file_subprocess(tmp_path):
     _assert_clean_failure(r.returncode, r.stderr, out, "model file not found", "nope.onnx")
 
 
+OPSET = [helper.make_opsetid("", 21)]
+
+
 def _bad_models(tmp_path):
     junk = tmp_path / "junk.onnx"
     junk.write_bytes(b"\x08\x01garbage\xff" * 40)
@@ -76,20 +79,20 @@ def _bad_models(tmp_path):
                               [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])],
                               [numpy_helper.from_array(np.ones((4, 2), np.float32), "W")])
-    onnx.save(helper.make_model(graph), floaty)
+    onnx.save(helper.make_model(graph, opset_imports=OPSET), floaty)
     unsupported = tmp_path / "unsupported.onnx"
-    onnx.save(helper.make_model(float_graph), unsupported)
+    onnx.save(helper.make_model(float_graph, opset_imports=OPSET), unsupported)
     dynamic = tmp_path / "dynamic.onnx"
     dq = [helper.make_node("DequantizeLinear", ["x", "s", "z"], ["y"], name="dq")]
     g = helper.make_graph(dq, "g", [helper.make_tensor_value_info("x", TensorProto.INT8, ["n", 4])],
                           [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 4])],
                           [numpy_helper.from_array(np.array(0.1, np.float32), "s"),
                            numpy_helper.from_array(np.array(0, np.int8), "z")])
-    onnx.save(helper.make_model(g), dynamic)
-    return {"not ONNX": (junk, ["not a valid ONNX file"]),
+    onnx.save(helper.make_model(g, opset_imports=OPSET), dynamic)
+    return {"not ONNX": (junk, ["is neither an ONNX nor a TFLite model"]),
             "float model": (floaty, ["float model", "--calibration CALIB.npz"]),
             "unsupported op": (unsupported, ["unsupported op Erf at node(s) r"]),
-            "dynamic shape": (dynamic, ["input 'x' has a dynamic shape (n)"])}
+            "dynamic shape": (dynamic, ["input 'x': axis 0 is dynamic ('n')"])}
 
 
 @pytest.mark.parametrize("case", ["not ONNX", "float model", "unsupported op", "dynamic shape"])

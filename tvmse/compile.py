@@ -26,10 +26,13 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tvmse.errors import ConfigError, cli_entry
-from tvmse.ir import IntegerGraph
 from tvmse.output_folder import check_output_dir, staged_output
+
+if TYPE_CHECKING:  # TVM loads only once the inputs have been checked
+    from tvmse.ir import IntegerGraph
 
 _staged_output = staged_output  # the name other targets import
 
@@ -113,7 +116,10 @@ def default_output_dir(model_path: Path, target_words: tuple[str, ...], disabled
 
 def load_model(path: Path, state: dict[str, str] | None = None, calibration: str | os.PathLike | None = None,
                percentile: float | None = None):
-    """The imported model (``tvmse.frontend.Imported``): integer graph, state pairs, importer notes."""
+    """The imported model (``tvmse.frontend.Imported``): integer graph, state pairs, importer notes;
+    the file is checked completely first (``tvmse.frontend.validate``)."""
+    from tvmse.frontend.validate import validate_model_file
+    validate_model_file(path)
     from tvmse import frontend
     return frontend.import_model(path, state, calibration, percentile)
 
