@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
-from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.passes import int_eval
+from tests.passes.examples import property_tests
 from tests.passes.graphs import assert_same_rollout, lstm_graph, prune_units
 from tvmse.ir import IntegerGraph, TensorInfo, build
 from tvmse.passes.fold_dead_units import FoldDeadUnits, kept_channels
@@ -116,10 +116,7 @@ def test_kept_sets_are_closed_under_elementwise_ops():
                 assert np.array_equal(kept[name], kept[op.name]), op.name
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(seed=st.integers(0, 2**31), n_in=st.integers(1, 6), hidden=st.lists(st.integers(1, 6), min_size=1, max_size=2),
-       n_out=st.integers(1, 4), data=st.data())
-def test_random_unit_masks_bit_exact(seed, n_in, hidden, n_out, data):
+def _random_unit_masks_bit_exact(seed, n_in, hidden, n_out, data):
     rng = np.random.default_rng(seed)
     graph = lstm_graph(rng, n_in, hidden, n_out)
     for layer, H in enumerate(hidden):
@@ -132,3 +129,8 @@ def test_random_unit_masks_bit_exact(seed, n_in, hidden, n_out, data):
     for t in new.inputs:
         assert t.shape[1] >= 1
     assert_same_rollout(_numpy(graph), graph, _numpy(new), new, rng, frames=3)
+
+
+test_random_unit_masks_bit_exact, test_random_unit_masks_bit_exact_10k = property_tests(
+    _random_unit_masks_bit_exact, seed=st.integers(0, 2**31), n_in=st.integers(1, 6),
+    hidden=st.lists(st.integers(1, 6), min_size=1, max_size=2), n_out=st.integers(1, 4), data=st.data())
