@@ -7,6 +7,7 @@ appear in the message. ``fast``: the case fails before any model reaches TVM, so
 corpus can run in CI within seconds.
 
     python -m tests.fuzz.corpus            # list the cases by category
+    python -m tests.fuzz.corpus --run      # run them all (in one process; --alone: each in its own)
 """
 
 from __future__ import annotations
@@ -552,7 +553,47 @@ def categories(corpus: list[Case]) -> dict[str, int]:
     return counts
 
 
+def run_all(alone: bool = False) -> int:
+    """Run every case in a fresh temporary folder; print the outcome counts per category."""
+    import sys
+    import tempfile
+    import time
+
+    from tests.fuzz.runner import run_case
+    corpus = cases()
+    table: dict[str, dict[str, int]] = {}
+    failures = []
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="tvmse-corpus-") as root:
+        for index, case in enumerate(corpus):
+            folder = Path(root) / f"case{index}"
+            folder.mkdir()
+            outcome = run_case(case, folder, in_process=not alone)
+            row = table.setdefault(case.category, {"cases": 0, "exit 0": 0, "exit 2": 0, "other exit": 0,
+                                                   "rule broken": 0})
+            row["cases"] += 1
+            row[f"exit {outcome.code}" if outcome.code in (0, 2) else "other exit"] += 1
+            if not outcome.passed:
+                row["rule broken"] += 1
+                failures.append(f"[{case.category}] {case.name}: {outcome.verdict}")
+    columns = ["cases", "exit 0", "exit 2", "other exit", "rule broken"]
+    print("| category | " + " | ".join(columns) + " |")
+    print("|---|" + "---:|" * len(columns))
+    for category, row in table.items():
+        print(f"| {category} | " + " | ".join(str(row[c]) for c in columns) + " |")
+    totals = {c: sum(row[c] for row in table.values()) for c in columns}
+    print("| **all** | " + " | ".join(f"**{totals[c]}**" for c in columns) + " |")
+    print(f"\n{len(corpus)} cases in {time.monotonic() - started:.0f} s ({'each alone' if alone else 'one process'}, "
+          f"Python {sys.version.split()[0]})")
+    for line in failures:
+        print("FAILED", line)
+    return 1 if failures else 0
+
+
 if __name__ == "__main__":
+    import sys
+    if "--run" in sys.argv:
+        sys.exit(run_all(alone="--alone" in sys.argv))
     corpus = cases()
     print(f"{len(corpus)} cases: " + ", ".join(f"{k} {v}" for k, v in categories(corpus).items()))
     for case in corpus:

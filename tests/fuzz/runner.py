@@ -34,35 +34,34 @@ def _tree(folder: Path) -> set[str]:
     return {str(p.relative_to(folder)) for p in folder.rglob("*")}
 
 
-def _tmp_litter() -> set[str]:
-    return {n for n in os.listdir(tempfile.gettempdir()) if n.startswith(("tvmse", ".tvmse"))}
-
-
 def run_case(case: Case, folder: Path, in_process: bool = True, timeout: float = 600) -> Outcome:
     """Build ``case`` in the empty ``folder``, run the compiler there, judge the result."""
     log_dir = folder.parent / f"{folder.name}-logs"
+    tmp_dir = folder.parent / f"{folder.name}-tmp"   # the run's own TMPDIR: what it leaves there is litter
+    tmp_dir.mkdir()
     args = case.build(folder)
-    before, tmp_before = _tree(folder), _tmp_litter()
+    before = _tree(folder)
     if in_process:
-        code, out, err = _in_process(args, folder, log_dir)
+        code, out, err = _in_process(args, folder, log_dir, tmp_dir)
     else:
-        env = {**os.environ, "TVMSE_LOG_DIR": str(log_dir)}
+        env = {**os.environ, "TVMSE_LOG_DIR": str(log_dir), "TMPDIR": str(tmp_dir)}
         proc = subprocess.run([sys.executable, "-m", "tvmse.compile", *args], cwd=folder, capture_output=True,
                               text=True, timeout=timeout, env=env)
         code, out, err = proc.returncode, proc.stdout, proc.stderr
     verdict = judge(case, code, err, out, before, _tree(folder), folder)
     if verdict == "ok" and log_dir.exists():
         verdict = f"a crash log was written: {sorted(os.listdir(log_dir))}"
-    if verdict == "ok" and _tmp_litter() - tmp_before:
-        verdict = f"left in {tempfile.gettempdir()}: {sorted(_tmp_litter() - tmp_before)}"
+    if verdict == "ok" and any(tmp_dir.iterdir()):
+        verdict = f"left in TMPDIR: {sorted(os.listdir(tmp_dir))[:5]}"
     return Outcome(code, err, out, verdict)
 
 
-def _in_process(args: list[str], folder: Path, log_dir: Path) -> tuple[int, str, str]:
+def _in_process(args: list[str], folder: Path, log_dir: Path, tmp_dir: Path) -> tuple[int, str, str]:
     from tvmse.compile import main
     out, err = io.StringIO(), io.StringIO()
-    cwd, old_log = os.getcwd(), os.environ.get("TVMSE_LOG_DIR")
+    cwd, old_log, old_tmp = os.getcwd(), os.environ.get("TVMSE_LOG_DIR"), tempfile.tempdir
     os.environ["TVMSE_LOG_DIR"] = str(log_dir)
+    tempfile.tempdir = str(tmp_dir)
     try:
         os.chdir(folder)
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -72,6 +71,7 @@ def _in_process(args: list[str], folder: Path, log_dir: Path) -> tuple[int, str,
                 code = exc.code if isinstance(exc.code, int) else 1
     finally:
         os.chdir(cwd)
+        tempfile.tempdir = old_tmp
         if old_log is None:
             os.environ.pop("TVMSE_LOG_DIR", None)
         else:
