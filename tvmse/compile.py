@@ -34,8 +34,6 @@ from tvmse.output_folder import check_output_dir, staged_output
 if TYPE_CHECKING:  # TVM loads only once the inputs have been checked
     from tvmse.ir import IntegerGraph
 
-_staged_output = staged_output  # the name other targets import
-
 logger = logging.getLogger("tvmse")
 
 TARGETS = {"ethos-u55": "ethos-u55-128", "ethos-u65": "ethos-u65-256", "ethos-u85": "ethos-u85-256"}

@@ -24,6 +24,10 @@ from onnx import TensorProto, helper, numpy_helper
 REPO = Path(__file__).resolve().parents[2]
 BUNDLED = REPO / "examples" / "tinylstm_int8.onnx"
 OPSET = [helper.make_opsetid("", 21)]
+FIXTURES = REPO / "tests" / "fixtures" / "imported"
+TFLITE = FIXTURES / "keras_gru_step_small.tflite"          # int8 TFLite from the TFLite converter
+FLOAT_ONNX = FIXTURES / "torch_gru_step_small.onnx"        # float ONNX from torch.onnx.export
+FLOAT_CALIB = FIXTURES / "torch_gru_step_calib.npz"
 
 
 @dataclass(frozen=True)
@@ -223,9 +227,9 @@ def _q_without_zero_point(model):
     del _node(model, "lstm0/xh/q").input[2:]
 
 
-def _relu_node(model):
+def _softplus_node(model):
     node = _node(model, "lstm0/fc/bias_add")
-    node.op_type = "Relu"
+    node.op_type = "Softplus"
     del node.input[1:]
 
 
@@ -334,6 +338,14 @@ def _bundled(*options: str, name: str = "model.onnx", setup: Callable[[Path], No
     return build
 
 
+def _fixture(source: Path, name: str | None = None, extra: tuple[str, ...] = ()):
+    def build(folder: Path) -> list[str]:
+        target = name or source.name
+        (folder / target).write_bytes(source.read_bytes())
+        return [target, "-q", *extra]
+    return build
+
+
 def _foreign_folder(folder: Path) -> None:
     (folder / "results").mkdir()
     (folder / "results" / "notes.txt").write_text("the user's own file")
@@ -376,9 +388,15 @@ def cases() -> list[Case]:
     add("onnx bytes named .tflite", "file", _raw(BUNDLED.read_bytes(), "model.tflite"),
         phrases=["is not a TFLite flatbuffer"])
     add("damaged tflite", "file", _raw(b"\x18\x00\x00\x00TFL3" + b"\xff" * 8, "model.tflite"),
-        phrases=["damaged TFLite flatbuffer"])
-    add("valid tflite (no importer)", "file", _raw(_tflite_bytes(), "model.tflite"), phrases=["is a TFLite model"])
-    add("tflite named .onnx", "file", _raw(_tflite_bytes(), "model.onnx"), phrases=["is a TFLite model"])
+        phrases=["its tables cannot be read"])
+    add("tflite with an empty subgraph", "file", _raw(_tflite_bytes(), "model.tflite"),
+        phrases=["its subgraph has no inputs"], max_lines=4)
+    add("empty-subgraph tflite named .onnx", "file", _raw(_tflite_bytes(), "model.onnx"),
+        phrases=["its subgraph has no inputs"], max_lines=4)
+    add("tflite truncated to half", "file", _raw(TFLITE.read_bytes()[:TFLITE.stat().st_size // 2], "model.tflite"),
+        phrases=["model.tflite"])
+    add("tflite truncated to 12 bytes", "file", _raw(TFLITE.read_bytes()[:12], "model.tflite"),
+        phrases=["cannot be read"])
 
     # versions
     for v in (1, 7, 10, 22, 99):
@@ -434,9 +452,9 @@ def cases() -> list[Case]:
     add("weight zero point int32", "quantization",
         _mutated(_replace_array(W_ZP, lambda a: a.astype(np.int32))), phrases=["must have the same type"])
     add("weight zero point non-zero", "quantization",
-        _mutated(_replace_array(W_ZP, lambda a: (a + 3).astype(np.int8))), phrases=["symmetric weights"])
-    add("bias zero point non-zero", "quantization",
-        _mutated(_replace_array(B_ZP, lambda a: (a + 5).astype(np.int32))), phrases=["symmetric biases"])
+        _mutated(_replace_array(W_ZP, lambda a: (a + 3).astype(np.int8))), phrases=["symmetric int8 weights"])
+    add("bias zero point non-zero (folded by the importer)", "quantization",
+        _mutated(_replace_array(B_ZP, lambda a: (a + 5).astype(np.int32))), expect="ok", fast=False)
     add("weights int16", "quantization", _mutated(_replace_array(WEIGHT, lambda a: a.astype(np.int16))),
         phrases=["is int16", "int8 weights"])
     add("weights int4", "quantization", _mutated(_int4_weights), phrases=["int8 weights"])
@@ -485,9 +503,10 @@ def cases() -> list[Case]:
     add("external data length mismatch", "external data", _declared_length, phrases=["does not match its dims"])
 
     # ops and quantization of the graph as a whole (checked after the file checks)
-    add("float model", "model", _float_model, phrases=["float model", "Quantize it first"])
-    add("unsupported op Relu", "model", _mutated(_relu_node), phrases=["unsupported op Relu"])
-    add("unsupported op LSTM", "model", _mutated(_lstm_op), phrases=["unsupported op LSTM"])
+    add("float model", "model", _float_model, phrases=["float model", "--calibration"])
+    add("float ONNX GRU without --calibration", "model", _fixture(FLOAT_ONNX), phrases=["float model", "--calibration"])
+    add("unsupported op Softplus", "model", _mutated(_softplus_node), phrases=["unsupported op Softplus"])
+    add("LSTM op in a QDQ graph", "model", _mutated(_lstm_op), phrases=["unsupported op LSTM", "--calibration"])
     add("custom domain op", "model", _mutated(_custom_domain), phrases=["unsupported op com.example.Add"])
 
     # options
@@ -541,6 +560,10 @@ def cases() -> list[Case]:
     add("extension .bin", "valid", _bundled(name="model.bin"), expect="ok", fast=False)
     add("replaces its own earlier output", "valid", _bundled("--output-dir", "results", setup=_earlier_output),
         expect="ok", fast=False)
+    add("int8 TFLite (Keras GRU step)", "valid", _fixture(TFLITE), expect="ok", fast=False)
+    add("int8 TFLite named .onnx", "valid", _fixture(TFLITE, "model.onnx"), expect="ok", fast=False)
+    add("float ONNX GRU with --calibration", "valid",
+        _fixture(FLOAT_ONNX, extra=("--calibration", str(FLOAT_CALIB))), expect="ok", fast=False)
     add("--force over a foreign folder", "valid",
         _bundled("--output-dir", "results", "--force", setup=_foreign_folder), expect="ok", fast=False)
     return c

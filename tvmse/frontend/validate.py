@@ -9,7 +9,7 @@ Owns what a model file must be for any importer to be worth running:
   by something, topological order, no cycles, unique and produced outputs), initializers whose data
   match their dims, static positive bounded input shapes, and QuantizeLinear/DequantizeLinear
   parameters (constant, finite, positive, normal float32 scales; int8 zero points, int32 for int32
-  biases, symmetric weights; shapes that match);
+  biases; shapes that match);
 - TFLite: a readable flatbuffer with a subgraph (the importer checks the rest).
 
 ``validate_model_file`` reports every problem found in one error, one line each naming the tensor or
@@ -47,6 +47,7 @@ _FOREIGN_MAGIC = {
     b"\x80\x02": "a Python pickle; export the model to ONNX first",
 }
 _QDQ = ("QuantizeLinear", "DequantizeLinear")
+_WEIGHTED = ("MatMul", "Gemm", "Conv")   # ops whose second operand is a weight tensor
 
 
 class ModelProblems(ModelFileError):
@@ -103,15 +104,49 @@ def validate_model_file(path: str | os.PathLike) -> str:
 
 
 def _check_tflite(path: Path) -> None:
+    """The flatbuffer's tables are readable and its first subgraph has inputs, outputs and operators whose
+    tensor, opcode and buffer indices point inside the file's tables (what the importer then reads)."""
     import tflite
     data = path.read_bytes()
     try:
-        model = tflite.Model.GetRootAsModel(data, 0)
-        subgraphs = model.SubgraphsLength()
+        problems = _tflite_problems(tflite.Model.GetRootAsModel(data, 0))
     except Exception:  # noqa: BLE001 - a damaged flatbuffer raises whatever its offsets lead to
-        raise ModelFileError(f"{path} is a damaged TFLite flatbuffer (cannot read its tables); re-convert the model")
-    if subgraphs < 1:
-        raise ModelFileError(f"{path} is a TFLite file without a subgraph; re-convert the model")
+        problems = ["its tables cannot be read (the file is damaged or truncated); re-convert the model"]
+    if problems:
+        raise ModelProblems(path, problems)
+
+
+def _tflite_problems(model) -> list[str]:
+    if model.SubgraphsLength() < 1:
+        return ["it has no subgraph; re-convert the model"]
+    graph = model.Subgraphs(0)
+    tensors, buffers, opcodes = graph.TensorsLength(), model.BuffersLength(), model.OperatorCodesLength()
+    problems = []
+    for what, count in (("inputs", graph.InputsLength()), ("outputs", graph.OutputsLength()),
+                        ("operators", graph.OperatorsLength()), ("tensors", tensors)):
+        if count < 1:
+            problems.append(f"its subgraph has no {what}; convert the whole model step (inputs to outputs)")
+    if problems:
+        return problems
+    bad_io = [int(graph.Inputs(i)) for i in range(graph.InputsLength()) if not 0 <= graph.Inputs(i) < tensors]
+    bad_io += [int(graph.Outputs(i)) for i in range(graph.OutputsLength()) if not 0 <= graph.Outputs(i) < tensors]
+    if bad_io:
+        problems.append(f"subgraph inputs/outputs name tensors {bad_io[:5]} of {tensors}; the file is damaged")
+    for i in range(graph.OperatorsLength()):
+        op = graph.Operators(i)
+        if not 0 <= op.OpcodeIndex() < opcodes:
+            problems.append(f"operator #{i} has opcode index {op.OpcodeIndex()} of {opcodes}; the file is damaged")
+            break
+        refs = [int(op.Inputs(j)) for j in range(op.InputsLength())] + [int(op.Outputs(j))
+                                                                         for j in range(op.OutputsLength())]
+        if any(not -1 <= r < tensors for r in refs):
+            problems.append(f"operator #{i} names tensors outside the {tensors} of its subgraph; the file is damaged")
+            break
+    for i in range(tensors):
+        if not 0 <= graph.Tensors(i).Buffer() < max(buffers, 1):
+            problems.append(f"tensor #{i} names buffer {graph.Tensors(i).Buffer()} of {buffers}; the file is damaged")
+            break
+    return problems
 
 
 # ---- ONNX ------------------------------------------------------------------------------------------
@@ -393,6 +428,7 @@ def quantization_problems(graph: onnx.GraphProto) -> list[str]:
     consts = _constants(graph)
     defined = set(consts) | {v.name for v in graph.input} | {o for n in graph.node for o in n.output}
     found: dict[str, list[str]] = {}  # problem text → nodes that show it
+    weight_operands = {n.input[1] for n in graph.node if n.op_type in _WEIGHTED and len(n.input) > 1}
 
     def problem(node_label: str, text: str) -> None:
         found.setdefault(text, []).append(node_label)
@@ -424,7 +460,8 @@ def quantization_problems(graph: onnx.GraphProto) -> list[str]:
             continue
         if consts[zp_name] is None:
             continue
-        for text in _zero_point_problems(node.op_type, x_name, x, zp_name, consts[zp_name], scale):
+        is_weight = any(out in weight_operands for out in node.output)
+        for text in _zero_point_problems(node.op_type, x_name, x, zp_name, consts[zp_name], scale, is_weight):
             problem(label, text)
     lines = []
     for text, nodes in found.items():
@@ -464,7 +501,7 @@ def _bad_scales(scale: np.ndarray, tiny: float) -> str:
 
 
 def _zero_point_problems(op: str, x_name: str, x: np.ndarray | None, zp_name: str, zp: np.ndarray,
-                         scale: np.ndarray) -> list[str]:
+                         scale: np.ndarray, is_weight: bool) -> list[str]:
     problems = []
     if zp.shape != scale.shape and not (zp.size == 1 and scale.size == 1):
         problems.append(f"zero point '{zp_name}' has shape {list(zp.shape)}, its scale {list(scale.shape)}; "
@@ -476,11 +513,10 @@ def _zero_point_problems(op: str, x_name: str, x: np.ndarray | None, zp_name: st
         if zp.dtype != x.dtype:
             return problems + [f"zero point '{zp_name}' is {zp.dtype} but '{x_name}' is {x.dtype}; "
                                "they must have the same type"]
-        if np.any(zp != 0):
-            what = "biases" if x.dtype == np.int32 else "weights"
-            problems.append(f"zero point '{zp_name}' is not 0; tvmse takes symmetric {what} (zero point 0): "
-                            "re-quantize them symmetrically")
-        return problems
+        if is_weight and np.any(zp != 0):
+            problems.append(f"zero point '{zp_name}' of the weights '{x_name}' is not 0; tvmse takes symmetric "
+                            "int8 weights (zero point 0): re-quantize them symmetrically")
+        return problems  # other constants (biases, operands) may have any zero point: the importer folds it
     if zp.dtype != np.int8:
         problems.append(f"zero point '{zp_name}' is {zp.dtype}; tvmse compiles int8 activations: give an int8 "
                         "zero point (−128…127)")
