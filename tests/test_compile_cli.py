@@ -36,7 +36,8 @@ def test_cli_compiles_small_model(small_onnx, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "ethos-u55-128 (Ethos_U55_High_End_Embedded, Shared_Sram" in result.stdout
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        ["report.json", "report.md", "small_vela.tflite", "small_vela.h", "small_int8.tflite", "src"])
+        [".tvmse-output", "report.json", "report.md", "small_vela.tflite", "small_vela.h", "small_int8.tflite",
+         "src"])
     report = json.loads((out / "report.json").read_text())
     assert report["npu"]["cpu_fallback_ops"] == [] and report["npu"]["total_cycles_per_frame"] > 0
     assert report["verification"]["tflite_vs_host_reference"] == "bit-exact"
@@ -51,7 +52,7 @@ def test_existing_output_is_replaced_only_on_success(small_onnx, tmp_path, capsy
     (out / "old.txt").write_text("previous build")
     assert main([str(tmp_path / "missing.onnx"), "--output-dir", str(out)]) != 0
     assert (out / "old.txt").exists()                       # a failed run leaves the old output alone
-    assert main([str(small_onnx), "--output-dir", str(out), "-q"]) == 0
+    assert main([str(small_onnx), "--output-dir", str(out), "-q", "--force"]) == 0  # not tvmse's: --force
     assert not (out / "old.txt").exists() and (out / "report.md").exists()
 
 
@@ -59,6 +60,9 @@ def test_missing_file_subprocess(tmp_path):
     out = tmp_path / "out"
     r = _run_cli(tmp_path / "nope.onnx", "--output-dir", out)
     _assert_clean_failure(r.returncode, r.stderr, out, "model file not found", "nope.onnx")
+
+
+OPSET = [helper.make_opsetid("", 21)]
 
 
 def _bad_models(tmp_path):
@@ -75,20 +79,20 @@ def _bad_models(tmp_path):
                               [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])],
                               [numpy_helper.from_array(np.ones((4, 2), np.float32), "W")])
-    onnx.save(helper.make_model(graph), floaty)
+    onnx.save(helper.make_model(graph, opset_imports=OPSET), floaty)
     unsupported = tmp_path / "unsupported.onnx"
-    onnx.save(helper.make_model(float_graph), unsupported)
+    onnx.save(helper.make_model(float_graph, opset_imports=OPSET), unsupported)
     dynamic = tmp_path / "dynamic.onnx"
     dq = [helper.make_node("DequantizeLinear", ["x", "s", "z"], ["y"], name="dq")]
     g = helper.make_graph(dq, "g", [helper.make_tensor_value_info("x", TensorProto.INT8, ["n", 4])],
                           [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 4])],
                           [numpy_helper.from_array(np.array(0.1, np.float32), "s"),
                            numpy_helper.from_array(np.array(0, np.int8), "z")])
-    onnx.save(helper.make_model(g), dynamic)
-    return {"not ONNX": (junk, ["not a valid ONNX file"]),
+    onnx.save(helper.make_model(g, opset_imports=OPSET), dynamic)
+    return {"not ONNX": (junk, ["is neither an ONNX nor a TFLite model"]),
             "float model": (floaty, ["float model", "--calibration CALIB.npz"]),
             "unsupported op": (unsupported, ["unsupported op Erf at node(s) r"]),
-            "dynamic shape": (dynamic, ["input 'x' has a dynamic shape (n)"])}
+            "dynamic shape": (dynamic, ["input 'x': axis 0 is dynamic ('n')"])}
 
 
 @pytest.mark.parametrize("case", ["not ONNX", "float model", "unsupported op", "dynamic shape"])

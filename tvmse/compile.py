@@ -11,26 +11,28 @@ targets/ethosu (int8 TFLite, checked bit-exact in the TFLite interpreter) → Ve
                          any op Vela left on the CPU as Cortex-M55 kernels (tvmse.targets.cortex_m.npu_glue)
     report.json          every figure, machine-readable;  report.md  the same for people
 
-The folder is written under a temporary name and renamed into place when complete, so a failed
-run never leaves a half-written output directory (an existing one is replaced only on success).
+Options and the output folder are checked before any work; the folder is staged beside its final
+place and published atomically with a ``.tvmse-output`` marker, under a lock (tvmse.output_folder).
+An existing folder is replaced only on success, and only if tvmse wrote it (or with ``--force``).
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import os
-import shutil
 import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING
 
-from tvmse.errors import ConfigError, OutputError, TvmseError
-from tvmse.ir import IntegerGraph
+from tvmse.errors import ConfigError, cli_entry
+from tvmse.output_folder import check_output_dir, staged_output
+
+if TYPE_CHECKING:  # TVM loads only once the inputs have been checked
+    from tvmse.ir import IntegerGraph
 
 logger = logging.getLogger("tvmse")
 
@@ -69,9 +71,53 @@ def resolve_vela_config(target: str, accelerator_config: str | None, system_conf
     return config
 
 
+# ---- option checks and output names (run before any work) ---------------------------------------
+#: Options that apply to one kind of target only: (option, argparse dest, targets it applies to, why).
+TARGET_OPTIONS = (
+    ("--accelerator-config", "accelerator_config", tuple(TARGETS), "the Cortex-M55 build has no NPU"),
+    ("--system-config", "system_config", tuple(TARGETS), "the Cortex-M55 build has no NPU"),
+    ("--memory-mode", "memory_mode", tuple(TARGETS), "the Cortex-M55 build has no NPU"),
+    ("--verify-trials", "verify_trials", tuple(TARGETS),
+     "the Cortex-M55 build is checked on QEMU with --run qemu --frames N"),
+    ("--run", "run", (CORTEX_M_TARGET,), "no emulator models the Ethos-U NPU; the Ethos-U build is checked "
+     "bit-exact in the TFLite interpreter (--verify-trials)"),
+    ("--ram-budget", "ram_budget", (CORTEX_M_TARGET,), "Vela plans the NPU's memory"),
+    ("--frames", "frames", (CORTEX_M_TARGET,), "it sets the frames of --run"),
+)
+
+
+def check_target_options(args: argparse.Namespace) -> None:
+    """Every given option that does not apply to ``args.target`` is an error, all named at once."""
+    problems = [f"{option} does not apply to --target {args.target} ({why})"
+                for option, dest, targets, why in TARGET_OPTIONS
+                if getattr(args, dest, None) is not None and args.target not in targets]
+    if args.target == CORTEX_M_TARGET and args.frames is not None and args.run is None:
+        problems.append("--frames applies only with --run qemu")
+    if problems:
+        raise ConfigError("; ".join(problems) + "; drop them")
+
+
+def check_positive(**values: int | None) -> None:
+    """Counts and sizes given as options must be ≥ 1 (None: not given)."""
+    bad = [f"--{name.replace('_', '-')} {value}" for name, value in values.items()
+           if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1)]
+    if bad:
+        raise ConfigError(f"{', '.join(bad)}: must be a whole number ≥ 1")
+
+
+def default_output_dir(model_path: Path, target_words: tuple[str, ...], disabled_passes=()) -> Path:
+    """``out/<model>-<target words>[-no-<pass>…]`` (target words: accelerator and memory mode, or the
+    CPU): builds that differ get different folders."""
+    words = [Path(model_path).stem, *target_words] + [f"no-{p}" for p in sorted(set(disabled_passes))]
+    return Path("out") / "-".join(words)
+
+
 def load_model(path: Path, state: dict[str, str] | None = None, calibration: str | os.PathLike | None = None,
                percentile: float | None = None):
-    """The imported model (``tvmse.frontend.Imported``): integer graph, state pairs, importer notes."""
+    """The imported model (``tvmse.frontend.Imported``): integer graph, state pairs, importer notes;
+    the file is checked completely first (``tvmse.frontend.validate``)."""
+    from tvmse.frontend.validate import validate_model_file
+    validate_model_file(path)
     from tvmse import frontend
     return frontend.import_model(path, state, calibration, percentile)
 
@@ -106,46 +152,6 @@ def parse_state_pairs(values: list[str]) -> dict[str, str]:
     return pairs
 
 
-def _staging_dir(output_dir: Path) -> Path:
-    """A fresh temporary folder beside ``output_dir``; OutputError if the location is not writable."""
-    if output_dir.exists() and not output_dir.is_dir():
-        raise OutputError(f"output path {output_dir} exists and is not a directory; choose another --output-dir")
-    try:
-        output_dir.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.tmp-", dir=output_dir.parent))
-    except OSError as e:
-        raise OutputError(f"cannot write output directory {output_dir}: {e.strerror or e}; "
-                          "choose a writable --output-dir") from None
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes it private; the result is an ordinary folder
-    return staging
-
-
-def _publish(staging: Path, output_dir: Path) -> None:
-    """Move the finished staging folder into place, replacing an older output only now."""
-    old = None
-    if output_dir.exists():
-        old = output_dir.with_name(f".{output_dir.name}.old-{os.getpid()}")
-        os.rename(output_dir, old)
-    os.rename(staging, output_dir)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
-@contextlib.contextmanager
-def _staged_output(output_dir: Path) -> Iterator[Path]:
-    """A staging folder to fill instead of ``output_dir``: published when the block completes, deleted
-    if it raises, so no target ever leaves a half-written output directory."""
-    staging = _staging_dir(output_dir)
-    try:
-        yield staging
-        _publish(staging, output_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-
-
 def _write_report(folder: Path, report: dict, markdown: str) -> None:
     """``report.json`` and ``report.md``, named and formatted the same for every target."""
     (folder / "report.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -157,9 +163,10 @@ def compile_model(model_path: str | os.PathLike, target: str = "ethos-u55", acce
                   output_dir: str | os.PathLike | None = None, verify_trials: int = 8,
                   disabled_passes: tuple[str, ...] = (), state: dict[str, str] | None = None,
                   calibration: str | os.PathLike | None = None, percentile: float | None = None,
-                  example_inputs: dict | None = None, output_names: list[str] | None = None) -> CompileResult:
+                  example_inputs: dict | None = None, output_names: list[str] | None = None,
+                  force: bool = False) -> CompileResult:
     """Compile a model (a file, or a torch module with ``example_inputs``) for an Ethos-U NPU; see the module
-    docstring for what is written."""
+    docstring for what is written. ``force`` allows replacing an existing folder tvmse did not write."""
     if not isinstance(model_path, (str, os.PathLike)):   # a torch.nn.Module: export it, compile the file
         from tvmse.frontend.torch_export import export_module
         with tempfile.TemporaryDirectory(prefix="tvmse-export-") as work:
@@ -167,7 +174,7 @@ def compile_model(model_path: str | os.PathLike, target: str = "ethos-u55", acce
                                      Path(work) / f"{type(model_path).__name__.lower()}.onnx")
             return compile_model(exported, target, accelerator_config, system_config, memory_mode,
                                  output_dir or Path("out") / f"{exported.stem}-{target}", verify_trials,
-                                 disabled_passes, state, calibration, percentile)
+                                 disabled_passes, state, calibration, percentile, force=force)
     from tvmse.passes.pipeline import check_disabled, run_pipeline
     from tvmse.report import build_report, render_markdown
     from tvmse.targets import ethosu
@@ -177,11 +184,14 @@ def compile_model(model_path: str | os.PathLike, target: str = "ethos-u55", acce
     model_path = Path(model_path)
     config = resolve_vela_config(target, accelerator_config, system_config, memory_mode)
     check_disabled(tuple(disabled_passes))
+    check_positive(verify_trials=verify_trials)
     name = model_path.stem
-    output_dir = Path(output_dir) if output_dir else Path("out") / f"{name}-{config.accelerator}"
-    with _staged_output(output_dir) as staging:
-        logger.info("importing %s into the integer form", model_path)
-        imported = load_model(model_path, state, calibration, percentile)
+    output_dir = Path(output_dir) if output_dir else default_output_dir(
+        model_path, (config.accelerator, config.memory_mode), disabled_passes)
+    check_output_dir(output_dir, model_path, force)
+    logger.info("importing %s into the integer form", model_path)
+    imported = load_model(model_path, state, calibration, percentile)
+    with staged_output(output_dir, model_path, force) as staging:
         graph, rewrites = run_pipeline(imported.graph, tuple(disabled_passes), config)
         if imported.quantized is not None:
             for line in imported.quantized.error_lines():
@@ -237,8 +247,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--accelerator-config", help="Vela accelerator, e.g. ethos-u55-128 (default per target)")
     p.add_argument("--system-config", help="Vela system config (default Ethos_U55_High_End_Embedded for U55)")
     p.add_argument("--memory-mode", help="Vela memory mode (default Shared_Sram)")
-    p.add_argument("--output-dir", help="output folder (default out/<model>-<accelerator>)")
-    p.add_argument("--verify-trials", type=int, default=8,
+    p.add_argument("--output-dir", help="output folder (default out/<model>-<accelerator>-<memory mode>"
+                   "[-no-<pass>…]; cortex-m55: out/<model>-cortex-m55[-no-<pass>…])")
+    p.add_argument("--force", action="store_true",
+                   help="replace an existing --output-dir even if tvmse did not write it (it has no .tvmse-output)")
+    p.add_argument("--verify-trials", type=int,
                    help="random input sets on which the TFLite model must equal the host reference (default 8)")
     p.add_argument("--disable-pass", action="append", default=[], metavar="NAME",
                    help="skip one pass of the default pipeline (repeatable)")
@@ -253,23 +266,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="cortex-m55: also run on an emulator, check bit-exactness, profile (instructions, not cycles)")
     p.add_argument("--ram-budget", type=int, metavar="BYTES",
                    help="cortex-m55: fail if the arena plus the streaming state need more RAM than this")
-    p.add_argument("--frames", type=int, default=50, help="cortex-m55 --run: frames to run with state carried (50)")
+    p.add_argument("--frames", type=int, help="cortex-m55 --run: frames to run with state carried (default 50)")
     return p.parse_args(argv)
 
 
+@cli_entry
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="tvmse: %(message)s",
                         stream=sys.stderr)
+    check_target_options(args)
+    check_positive(verify_trials=args.verify_trials, frames=args.frames, ram_budget=args.ram_budget)
     if args.target == CORTEX_M_TARGET:
         return _main_cortex_m(args)
-    try:
-        result = compile_model(args.model, args.target, args.accelerator_config, args.system_config,
-                               args.memory_mode, args.output_dir, args.verify_trials, tuple(args.disable_pass),
-                               parse_state_pairs(args.state), args.calibration, args.percentile)
-    except TvmseError as e:
-        print(f"tvmse: error: {e}", file=sys.stderr)
-        return e.exit_code
+    verify_trials = 8 if args.verify_trials is None else args.verify_trials
+    result = compile_model(args.model, args.target, args.accelerator_config, args.system_config,
+                           args.memory_mode, args.output_dir, verify_trials, tuple(args.disable_pass),
+                           parse_state_pairs(args.state), args.calibration, args.percentile, force=args.force)
     print(result.summary)
     print(f"output: {result.output_dir}/ (report.md, report.json, {Path(args.model).stem}_vela.tflite, "
           f"{Path(args.model).stem}_vela.h)")
@@ -280,14 +293,11 @@ def _main_cortex_m(args: argparse.Namespace) -> int:
     """``--target cortex-m55``: see ``tvmse.targets.cortex_m.compile_cpu``."""
     from tvmse.targets.cortex_m.compile_cpu import compile_cortex_m, summary_line
     model = Path(args.model)
-    output_dir = Path(args.output_dir) if args.output_dir else Path("out") / f"{model.stem}-cortex-m55"
-    try:
-        report = compile_cortex_m(model, output_dir, args.run, args.ram_budget, args.frames,
-                                  tuple(args.disable_pass), parse_state_pairs(args.state), args.calibration,
-                                  args.percentile)
-    except TvmseError as e:
-        print(f"tvmse: error: {e}", file=sys.stderr)
-        return e.exit_code
+    output_dir = Path(args.output_dir) if args.output_dir else default_output_dir(
+        model, (CORTEX_M_TARGET,), args.disable_pass)
+    report = compile_cortex_m(model, output_dir, args.run, args.ram_budget,
+                              50 if args.frames is None else args.frames, tuple(args.disable_pass),
+                              parse_state_pairs(args.state), args.calibration, args.percentile, force=args.force)
     print(summary_line(report))
     print(f"output: {output_dir}/ (report.md, report.json, src/)")
     return 0

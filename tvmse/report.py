@@ -83,8 +83,8 @@ def build_report(source: Path, graph: IntegerGraph, build: EthosUBuild, target: 
         "model": model_section(graph),
         "npu": npu_section(build),
         "verification": {
-            "tflite_vs_host_reference": "bit-exact" if build.verified_trials else "not run",
-            "random_input_sets": build.verified_trials,
+            "tflite_vs_host_reference": "bit-exact" if build.verified_trials > 0 else "not run",
+            "random_input_sets": max(build.verified_trials, 0),
             "interpreter": "ai-edge-litert, TFLite reference kernels",
         },
         "passes": list(rewrites),

@@ -190,6 +190,50 @@ def atomic_save(obj, path: Path) -> None:
             os.unlink(tmp)
 
 
+_TEMP_NAME = r"\.{name}\.[A-Za-z0-9_]{{8}}"   # what atomic_save's mkstemp names look like
+
+
+def remove_stale_temporaries(folder: Path, names=("checkpoint.pt", "float.pt", "final.pt")) -> list[Path]:
+    """Delete the temporary files of ``atomic_save`` calls that a killed run never finished."""
+    import re
+    if not folder.is_dir():
+        return []
+    patterns = [re.compile(_TEMP_NAME.format(name=re.escape(n))) for n in names]
+    removed = []
+    for entry in folder.iterdir():
+        if entry.is_file() and any(p.fullmatch(entry.name) for p in patterns):
+            entry.unlink(missing_ok=True)
+            removed.append(entry)
+    if removed:
+        log.info("removed %d unfinished checkpoint write(s) of an interrupted run: %s", len(removed),
+                 ", ".join(p.name for p in removed))
+    return removed
+
+
+def read_checkpoint(path: str | os.PathLike, required: tuple[str, ...] = ()) -> dict:
+    """``torch.load`` of a tvmse checkpoint with every way it can be broken turned into one clear
+    ModelFileError: missing, a folder, empty, truncated or damaged, not a tvmse checkpoint."""
+    path = Path(path)
+    if not path.exists():
+        raise ModelFileError(f"checkpoint {path} does not exist")
+    if not path.is_file():
+        raise ModelFileError(f"checkpoint {path} is not a file; remove or rename it, or give the checkpoint file")
+    if path.stat().st_size == 0:
+        raise ModelFileError(f"checkpoint {path} is empty (its write was interrupted?); delete it and start again, "
+                             "or restore a copy")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # noqa: BLE001 - torch raises many types (zip, pickle, EOF, Runtime) for a bad file
+        reason = " ".join(str(err).split())[:160] or type(err).__name__
+        raise ModelFileError(f"checkpoint {path} is damaged or truncated ({type(err).__name__}: {reason}); "
+                             "delete it and start again, or restore a copy") from None
+    if not isinstance(state, dict) or any(k not in state for k in required):
+        missing = [k for k in required if not isinstance(state, dict) or k not in state]
+        raise ModelFileError(f"{path} is not a tvmse training checkpoint (no {', '.join(missing) or 'dict'}); "
+                             "give a checkpoint.pt, float.pt or final.pt written by python -m tvmse.train")
+    return state
+
+
 def model_state(model: TinyLSTM) -> dict:
     return {"config": dataclasses.asdict(model.config), "state_dict": model.state_dict(),
             "weight_masks": model.weight_masks, "bias_masks": model.bias_masks,
@@ -207,17 +251,15 @@ def restore_model(state: dict) -> TinyLSTM:
 
 def load_model(path: str | os.PathLike) -> TinyLSTM:
     """The model of a checkpoint (``checkpoint.pt``, ``float.pt`` or ``final.pt``), masks installed."""
-    path = Path(path)
-    if not path.is_file():
-        raise ModelFileError(f"checkpoint {path} does not exist")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:  # torch raises many types for a bad file
-        raise ModelFileError(f"cannot read checkpoint {path}: {err}") from err
+    state = read_checkpoint(path)
     state = state.get("model", state)
-    if "state_dict" not in state:
+    if not isinstance(state, dict) or "state_dict" not in state:
         raise ModelFileError(f"{path} is not a tvmse TinyLSTM checkpoint")
-    return restore_model(state)
+    try:
+        return restore_model(state)
+    except (KeyError, TypeError, RuntimeError) as err:
+        raise ModelFileError(f"{path} does not hold a TinyLSTM this tvmse can restore ({type(err).__name__}: "
+                             f"{' '.join(str(err).split())[:160]})") from None
 
 
 # ---- training ------------------------------------------------------------------------------------
@@ -236,11 +278,14 @@ class Trainer:
                                            config.seed)
         self.step = 0
         self.history: list[tuple[int, float]] = []
-        if resume and self.checkpoint_path.is_file():
-            self._resume()
-        elif self.checkpoint_path.is_file() and not resume:
+        remove_stale_temporaries(self.out)
+        if os.path.lexists(self.checkpoint_path) and not resume:
             raise ConfigError(f"{self.checkpoint_path} exists; pass --resume to continue it or choose another --out")
+        if resume and os.path.lexists(self.checkpoint_path):
+            self._resume()
         else:
+            if resume:
+                log.info("--resume: no %s yet, starting from step 0", self.checkpoint_path)
             self._start()
 
     # -- set-up
@@ -259,8 +304,13 @@ class Trainer:
         return torch.optim.Adam(self.model.parameters(), lr=self.config.lr)
 
     def _resume(self) -> None:
-        state = torch.load(self.checkpoint_path, map_location="cpu", weights_only=False)
-        saved = TrainConfig(**state["train_config"])
+        state = read_checkpoint(self.checkpoint_path, required=(
+            "train_config", "model", "observing", "optimizer", "torch_rng", "step", "history"))
+        try:
+            saved = TrainConfig(**state["train_config"])
+        except TypeError as err:
+            raise ModelFileError(f"cannot resume {self.checkpoint_path}: it was written by another tvmse version "
+                                 f"({err}); start a new --out") from None
         if saved != self.config:
             diff = {k: (v, getattr(self.config, k)) for k, v in dataclasses.asdict(saved).items()
                     if getattr(self.config, k) != v}

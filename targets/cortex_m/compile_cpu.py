@@ -1,6 +1,6 @@
 """``--target cortex-m55``: the whole network as C for the Cortex-M55, optionally run under QEMU.
 
-Output folder (written under a temporary name and renamed into place only when complete):
+Output folder (staged beside its place and published atomically only when complete; tvmse.output_folder):
 
     src/               tvmse_model.h/.c, tvmse_weights.c, tvmse_kernels*.c, tvmse_tvm_abi.h (see ``glue``)
     report.json        every figure, machine-readable;  report.md  the same for people
@@ -110,34 +110,44 @@ def random_frames(shape, count: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(-128, 128, size=(count, *shape), dtype=np.int8)
 
 
+def check_runner(run: str | None) -> None:
+    """A runner that cannot run is an error before any work, so no output claims a run that did not happen
+    (and no earlier results are replaced by a report that only says "skipped")."""
+    from tvmse.errors import ConfigError
+    if run is None or run == "qemu":
+        return
+    if run != "fvp":
+        raise ConfigError(f"unknown --run '{run}'; valid: {', '.join(RUNNERS)}")
+    why = (f"{FVP_BINARY} is not on PATH (Arm's FVP is not obtainable here)" if shutil.which(FVP_BINARY) is None
+           else "running on the FVP is not implemented yet")
+    raise ConfigError(f"--run fvp cannot run: {why}; use --run qemu (the emulated Corstone-300 CPU)")
+
+
 def compile_cortex_m(model_path: Path, output_dir: Path, run: str | None = None, ram_budget: int | None = None,
                      frames: int = 50, disabled_passes: tuple[str, ...] = (),
-                     state: dict[str, str] | None = None, calibration=None, percentile=None) -> dict:
-    """Compile for the Cortex-M55 into ``output_dir`` (see the module docstring); returns the report."""
+                     state: dict[str, str] | None = None, calibration=None, percentile=None,
+                     force: bool = False) -> dict:
+    """Compile for the Cortex-M55 into ``output_dir`` (see the module docstring); returns the report.
+    ``force`` allows replacing an existing folder tvmse did not write."""
     from tvmse import __version__
-    from tvmse.compile import _staged_output, _write_report, import_section, load_model
+    from tvmse.compile import _write_report, check_positive, import_section, load_model
+    from tvmse.output_folder import check_output_dir, staged_output
     from tvmse.passes.pipeline import check_disabled, run_pipeline
     from tvmse.report import _sha256, model_section
     from tvmse.targets.host import HostReference
 
-    if run is not None and run not in RUNNERS:
-        from tvmse.errors import ConfigError
-        raise ConfigError(f"unknown --run '{run}'; valid: {', '.join(RUNNERS)}")
+    check_runner(run)
+    check_positive(frames=frames, ram_budget=ram_budget)
     check_disabled(tuple(disabled_passes))
+    check_output_dir(output_dir, model_path, force)
     imported = load_model(model_path, state, calibration, percentile)
     graph, rewrites = run_pipeline(imported.graph, tuple(disabled_passes))
     network = lower.lower(graph)
     glue = glue_mod.generate(network)
     check_budget(glue, network, ram_budget)
-    with _staged_output(output_dir) as staging:
+    with staged_output(output_dir, model_path, force) as staging:
         glue_mod.write(glue, staging / "src")
         notes, emulated = {}, None
-        if run == "fvp":
-            if shutil.which(FVP_BINARY) is None:
-                notes["fvp"] = f"skipped: {FVP_BINARY} is not on PATH (Arm's FVP is not obtainable here)"
-            else:
-                notes["fvp"] = "skipped: running on the FVP is not implemented yet"
-            log.warning("--run fvp %s", notes["fvp"])
         if run == "qemu":
             reference = HostReference(graph)
             tensors = graph.tensors()

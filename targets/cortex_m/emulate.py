@@ -175,11 +175,12 @@ def run_on_qemu(network: LoweredNetwork, glue: Glue, source_dir: Path, reference
     if result.exit_code != 0 or "out" not in arrays:
         raise MismatchError(f"the emulated run failed (exit {result.exit_code}, fault {result.fault_ipsr}):\n"
                             f"{result.stdout[-2000:]}{result.stderr[-2000:]}")
-    got = np.frombuffer(arrays["out"], np.int8).reshape(count, -1)
     expected = _reference_outputs(reference, packed, network, glue)
-    if got.shape != expected.shape or not np.array_equal(got, expected):
-        if got.shape != expected.shape:
-            raise MismatchError(f"the emulated run returned {got.shape[1]} bytes per frame, expected {expected.shape[1]}")
+    if len(arrays["out"]) != expected.size:
+        raise MismatchError(f"the emulated run returned {len(arrays['out']):,} output bytes for {count} frames, "
+                            f"expected {expected.size:,} ({expected.shape[1]} per frame)")
+    got = np.frombuffer(arrays["out"], np.int8).reshape(expected.shape)
+    if not np.array_equal(got, expected):
         bad = np.argwhere(got != expected)
         raise MismatchError(f"Cortex-M55 output differs from the host reference in {len(bad)} bytes; "
                             f"first at frame {bad[0][0]}, byte {bad[0][1]} (outputs {glue.interface.outputs} first, "

@@ -6,6 +6,12 @@ but no Ethos-U55 model. Programs are linked against the small runtime in
 semihosting library (rdimon), so ``printf`` reaches the host and ``main``'s
 return value becomes QEMU's exit status.
 
+Output: QEMU's stdout and stderr go to files, read whole after it exits, and
+no stdio character device is created (``-nographic`` would make stdout
+non-blocking, and QEMU drops semihosting output a slow pipe reader has not taken
+yet). A run counts as complete only when the end-of-run markers the runtime
+prints last (or a fault report) are there; otherwise ``QemuIncompleteError``.
+
 What is measured, and what is not: QEMU has **no cycle model**. Every count this
 module returns is a number of *executed guest instructions*, counted exactly by
 a TCG plugin (``runtime/insn_count_plugin.c``) under ``-icount shift=0``, which
@@ -73,8 +79,12 @@ class BuildError(RuntimeError):
     """Compiling or linking a program failed; the message holds the tool's output."""
 
 
-class QemuTimeoutError(TimeoutError):
+class QemuTimeoutError(TimeoutError, ToolError):
     """The emulated program did not exit within the allowed wall-clock time."""
+
+
+class QemuIncompleteError(RuntimeError, ToolError):
+    """The emulated program's output ends before the markers the runtime prints last."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -372,9 +382,9 @@ def parse_hex_arrays(stdout: str) -> dict[str, bytes]:
 
 def qemu_command(elf: str | Path, plugin_arg: str) -> list[str]:
     """The QEMU command line used for every run (deterministic, semihosted)."""
-    return [require_tool("qemu-system-arm"), "-M", "mps3-an547", "-nographic",
-            "-semihosting", "-icount", "shift=0", "-plugin", plugin_arg,
-            "-kernel", str(elf)]
+    return [require_tool("qemu-system-arm"), "-M", "mps3-an547", "-display", "none",
+            "-serial", "null", "-monitor", "none", "-semihosting", "-icount", "shift=0",
+            "-plugin", plugin_arg, "-kernel", str(elf)]
 
 
 def run_elf(elf: str | Path, timeout: float = 60.0,
@@ -402,17 +412,21 @@ def run_elf(elf: str | Path, timeout: float = 60.0,
         cmd = qemu_command(elf, _plugin_argument(plugin, report, ranges))
         log.debug("running %s", " ".join(cmd))
         start = time.monotonic()
-        try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
-                                  stdin=subprocess.DEVNULL)
-        except subprocess.TimeoutExpired as exc:
-            raise QemuTimeoutError(f"{elf.name} did not exit within {timeout} s; "
-                                   f"output so far:\n{exc.stdout or ''}") from exc
+        out_path, err_path = Path(tmp) / "stdout.txt", Path(tmp) / "stderr.txt"
+        with open(out_path, "wb") as out_file, open(err_path, "wb") as err_file:
+            try:
+                proc = subprocess.run(cmd, stdout=out_file, stderr=err_file, timeout=timeout,
+                                      stdin=subprocess.DEVNULL)
+            except subprocess.TimeoutExpired as exc:
+                raise QemuTimeoutError(f"{elf.name} did not exit within {timeout} s; output so far:\n"
+                                       f"{_read_text(out_path)[-2000:]}") from exc
         wall = time.monotonic() - start
+        stdout, stderr = _read_text(out_path), _read_text(err_path)
         if not report.is_file():
-            raise RuntimeError(f"QEMU wrote no instruction report (exit {proc.returncode}):\n"
-                               f"{proc.stderr}")
+            raise QemuIncompleteError(f"QEMU wrote no instruction report (exit {proc.returncode}): the run did "
+                                      f"not complete:\n{stderr[-2000:]}")
         total, insns, calls = _parse_report(report.read_text())
+        proc = subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
 
     # The runtime's fault report uses SYS_WRITE0, which QEMU sends to its stderr.
     markers = {m.group(1): m.group(2)
@@ -430,10 +444,20 @@ def run_elf(elf: str | Path, timeout: float = 60.0,
         fault_ipsr=int(markers["fault"]) if "fault" in markers else None,
         wall_seconds=wall,
     )
+    if result.fault_ipsr is None and result.stack_size_bytes is None:
+        raise QemuIncompleteError(
+            f"the run of {elf.name} on QEMU did not complete: exit {proc.returncode} after {wall:.1f} s, but the "
+            f"end-of-run markers are missing from its {len(proc.stdout):,} characters of output "
+            f"(QEMU stderr: {proc.stderr.strip()[-300:] or 'empty'}); run it again")
     if result.fault_ipsr is not None:
         log.warning("%s took unexpected exception %d", elf.name, result.fault_ipsr)
     log.info("%s: exit %d, %d instructions executed", elf.name, result.exit_code, total)
     return result
+
+
+def _read_text(path: Path) -> str:
+    """A file QEMU wrote, whole; bytes that are not UTF-8 are kept visible, not fatal."""
+    return path.read_bytes().decode("utf-8", errors="replace") if path.exists() else ""
 
 
 # ------------------------------------------------------------------------ C data

@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.passes import int_eval
+from tests.passes.examples import property_tests
 from tests.passes.graphs import (MIDDLE_OPS, OPAQUE_MIDDLE_OPS, assert_same_rollout, conv_graph, gru_graph,
                                  imported_fixture, load_imported, lstm_graph, prune_conv_channels, prune_gru_units,
                                  prune_units, side_by_side)
@@ -130,10 +131,7 @@ def test_kept_sets_are_closed_under_elementwise_ops():
                 assert np.array_equal(kept[name], kept[op.name]), op.name
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(seed=st.integers(0, 2**31), n_in=st.integers(1, 6), hidden=st.lists(st.integers(1, 6), min_size=1, max_size=2),
-       n_out=st.integers(1, 4), data=st.data())
-def test_random_unit_masks_bit_exact(seed, n_in, hidden, n_out, data):
+def _random_unit_masks_bit_exact(seed, n_in, hidden, n_out, data):
     rng = np.random.default_rng(seed)
     graph = lstm_graph(rng, n_in, hidden, n_out)
     for layer, H in enumerate(hidden):
@@ -146,6 +144,11 @@ def test_random_unit_masks_bit_exact(seed, n_in, hidden, n_out, data):
     for t in new.inputs:
         assert t.shape[1] >= 1
     assert_same_rollout(_numpy(graph), graph, _numpy(new), new, rng, frames=3)
+
+
+test_random_unit_masks_bit_exact, test_random_unit_masks_bit_exact_10k = property_tests(
+    _random_unit_masks_bit_exact, seed=st.integers(0, 2**31), n_in=st.integers(1, 6),
+    hidden=st.lists(st.integers(1, 6), min_size=1, max_size=2), n_out=st.integers(1, 4), data=st.data())
 
 
 # ---- GRU cells (the form the TFLite converter writes for Keras' GRU) -------------------------------

@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.passes import int_eval
+from tests.passes.examples import property_tests
 from tests.passes.graphs import side_by_side
 from tvmse.ir import IntegerGraph, IntOp, TensorInfo, build
 from tvmse.passes import tile_block_sparse as T
@@ -169,12 +170,7 @@ def test_vela_referee_never_applies_a_slower_tiling(form, gain):
             _assert_exact(graph, new, rng)
 
 
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(seed=st.integers(0, 2**31), n=st.integers(1, 70), k=st.integers(1, 90),
-       block=st.tuples(st.integers(1, 20), st.integers(1, 40)), keep=st.floats(0.0, 1.0),
-       choice=st.sampled_from(["grouped/16", "row-blocks/16", "grouped/32", "row-blocks/32", "random"]),
-       x_zp=st.integers(-128, 127), form=st.sampled_from(FORMS))
-def test_random_block_patterns_bit_exact(seed, n, k, block, keep, choice, x_zp, form):
+def _random_block_patterns_bit_exact(seed, n, k, block, keep, choice, x_zp, form):
     rng = np.random.default_rng(seed)
     graph = _fc_graph(_block_sparse(rng, n, k, block, keep), rng, x_zp, form)
     weight = T.matrix(graph.ops[0])
@@ -193,3 +189,10 @@ def test_random_block_patterns_bit_exact(seed, n, k, block, keep, choice, x_zp, 
         assert not weight[r0:r1][:, outside].any()  # each row's whole reduction stays in its kernel
     new = IntegerGraph(graph.inputs, graph.outputs, T.rewrite(graph.ops[0], graph.inputs[0], tiling))
     _assert_exact(graph, new, rng, trials=2)
+
+
+test_random_block_patterns_bit_exact, test_random_block_patterns_bit_exact_10k = property_tests(
+    _random_block_patterns_bit_exact, seed=st.integers(0, 2**31), n=st.integers(1, 70), k=st.integers(1, 90),
+    block=st.tuples(st.integers(1, 20), st.integers(1, 40)), keep=st.floats(0.0, 1.0),
+    choice=st.sampled_from(["grouped/16", "row-blocks/16", "grouped/32", "row-blocks/32", "random"]),
+    x_zp=st.integers(-128, 127), form=st.sampled_from(FORMS))
