@@ -259,3 +259,25 @@ def test_state_tensor_sliced_by_gather_and_restacked(tmp_path):
                            output_names=["mask", "states_out"], calibration=calib, output_dir=tmp_path / "out")
     assert result.graph.state_pairs == {"states": "states_out"}
     assert "slice" in {op.kind for op in result.graph.ops}
+
+
+def test_calibration_from_a_folder_of_audio_with_the_project_features(tmp_path):
+    import torch
+
+    from tvmse.frontend.torch_export import export_module
+
+    class Mask(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(2)
+            self.fc = torch.nn.Linear(257, 257)
+
+        def forward(self, frame):
+            return torch.sigmoid(self.fc(frame))
+
+    path = export_module(Mask(), {"frame": torch.zeros(1, 257)}, ["mask"], tmp_path / "mask.onnx")
+    audio = Path(__file__).parents[1] / "examples" / "audio" / "speech"
+    with pytest.raises(ConfigError, match="--features"):
+        quantize_model(path, audio)
+    result = quantize_model(path, audio, features="tinylstm")
+    assert result.frames > 100 and result.errors["mask"]["rel_rms"] < 0.05

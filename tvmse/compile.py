@@ -113,13 +113,13 @@ def default_output_dir(model_path: Path, target_words: tuple[str, ...], disabled
 
 
 def load_model(path: Path, state: dict[str, str] | None = None, calibration: str | os.PathLike | None = None,
-               percentile: float | None = None):
+               percentile: float | None = None, features: str | None = None):
     """The imported model (``tvmse.frontend.Imported``): integer graph, state pairs, importer notes;
     the file is checked completely first (``tvmse.frontend.validate``)."""
     from tvmse.frontend.validate import validate_model_file
     validate_model_file(path)
     from tvmse import frontend
-    return frontend.import_model(path, state, calibration, percentile)
+    return frontend.import_model(path, state, calibration, percentile, features)
 
 
 def import_section(imported) -> dict:
@@ -164,7 +164,7 @@ def compile_model(model_path: str | os.PathLike, target: str = "ethos-u55", acce
                   disabled_passes: tuple[str, ...] = (), state: dict[str, str] | None = None,
                   calibration: str | os.PathLike | None = None, percentile: float | None = None,
                   example_inputs: dict | None = None, output_names: list[str] | None = None,
-                  force: bool = False) -> CompileResult:
+                  force: bool = False, features: str | None = None) -> CompileResult:
     """Compile a model (a file, or a torch module with ``example_inputs``) for an Ethos-U NPU; see the module
     docstring for what is written. ``force`` allows replacing an existing folder tvmse did not write."""
     if not isinstance(model_path, (str, os.PathLike)):   # a torch.nn.Module: export it, compile the file
@@ -174,7 +174,7 @@ def compile_model(model_path: str | os.PathLike, target: str = "ethos-u55", acce
                                      Path(work) / f"{type(model_path).__name__.lower()}.onnx")
             return compile_model(exported, target, accelerator_config, system_config, memory_mode,
                                  output_dir or Path("out") / f"{exported.stem}-{target}", verify_trials,
-                                 disabled_passes, state, calibration, percentile, force=force)
+                                 disabled_passes, state, calibration, percentile, force=force, features=features)
     from tvmse.passes.pipeline import check_disabled, run_pipeline
     from tvmse.report import build_report, render_markdown
     from tvmse.targets import ethosu
@@ -190,7 +190,7 @@ def compile_model(model_path: str | os.PathLike, target: str = "ethos-u55", acce
         model_path, (config.accelerator, config.memory_mode), disabled_passes)
     check_output_dir(output_dir, model_path, force)
     logger.info("importing %s into the integer form", model_path)
-    imported = load_model(model_path, state, calibration, percentile)
+    imported = load_model(model_path, state, calibration, percentile, features)
     with staged_output(output_dir, model_path, force) as staging:
         graph, rewrites = run_pipeline(imported.graph, tuple(disabled_passes), config)
         if imported.quantized is not None:
@@ -282,7 +282,8 @@ def main(argv: list[str] | None = None) -> int:
     verify_trials = 8 if args.verify_trials is None else args.verify_trials
     result = compile_model(args.model, args.target, args.accelerator_config, args.system_config,
                            args.memory_mode, args.output_dir, verify_trials, tuple(args.disable_pass),
-                           parse_state_pairs(args.state), args.calibration, args.percentile, force=args.force)
+                           parse_state_pairs(args.state), args.calibration, args.percentile, force=args.force,
+                              features=args.features)
     print(result.summary)
     print(f"output: {result.output_dir}/ (report.md, report.json, {Path(args.model).stem}_vela.tflite, "
           f"{Path(args.model).stem}_vela.h)")
@@ -297,7 +298,8 @@ def _main_cortex_m(args: argparse.Namespace) -> int:
         model, (CORTEX_M_TARGET,), args.disable_pass)
     report = compile_cortex_m(model, output_dir, args.run, args.ram_budget,
                               50 if args.frames is None else args.frames, tuple(args.disable_pass),
-                              parse_state_pairs(args.state), args.calibration, args.percentile, force=args.force)
+                              parse_state_pairs(args.state), args.calibration, args.percentile, force=args.force,
+                              features=args.features)
     print(summary_line(report))
     print(f"output: {output_dir}/ (report.md, report.json, src/)")
     return 0

@@ -437,15 +437,43 @@ def _fused_products(model: onnx.ModelProto) -> set[str]:
 
 
 # ---- driver -----------------------------------------------------------------------------------
-def load_calibration(path: str | Path, model: onnx.ModelProto, pairs: dict[str, str]) -> dict[str, np.ndarray]:
+FEATURE_PIPELINES = ("tinylstm",)
+MAX_AUDIO_FRAMES = 4000   # calibration frames taken from a folder of audio (64 s at a 16 ms hop)
+
+
+def audio_calibration(folder: Path, features: str | None, shapes: dict, needed: list[str]) -> dict[str, np.ndarray]:
+    """Frames of the project's feature pipeline (257-bin log power in [−1, 1]) from a folder of .wav/.flac."""
+    from tvmse.data import corpus, framing
+    if features not in FEATURE_PIPELINES:
+        raise ConfigError(f"--calibration {folder} is a folder of audio: name its feature pipeline with "
+                          f"--features ({', '.join(FEATURE_PIPELINES)})")
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".wav", ".flac"))
+    if not files:
+        raise ConfigError(f"--calibration {folder}: no .wav or .flac files in it")
+    if len(needed) != 1 or int(np.prod(shapes[needed[0]])) != framing.N_BINS:
+        raise ConfigError(f"--features tinylstm feeds one input of {framing.N_BINS} values per frame; the model's "
+                          f"non-state inputs are {', '.join(f'{n} {list(shapes[n])}' for n in needed)}")
+    frames = []
+    for path in files:
+        frames.append(framing.features(framing.stft(corpus.load_audio(path))))
+        if sum(len(f) for f in frames) >= MAX_AUDIO_FRAMES:
+            break
+    data = np.concatenate(frames)[:MAX_AUDIO_FRAMES]
+    return {needed[0]: data.reshape(len(data), *shapes[needed[0]]).astype(np.float32)}
+
+
+def load_calibration(path: str | Path, model: onnx.ModelProto, pairs: dict[str, str],
+                     features: str | None = None) -> dict[str, np.ndarray]:
     path = Path(path)
+    shapes = {i.name: _static_shape(i) for i in model.graph.input}
+    if path.is_dir():
+        return audio_calibration(path, features, shapes, [name for name in shapes if name not in pairs])
     if not path.is_file():
         raise ModelFileError(f"calibration file not found: {path}")
     try:
         data = dict(np.load(path))
     except Exception as e:   # noqa: BLE001 - any unreadable npz
         raise ModelFileError(f"{path} is not a readable .npz ({type(e).__name__}: {e})") from None
-    shapes = {i.name: _static_shape(i) for i in model.graph.input}
     needed = [name for name in shapes if name not in pairs]
     problems = [f"no array '{name}' (shape [T, {', '.join(map(str, shapes[name]))}])" for name in needed
                 if name not in data]
@@ -499,7 +527,7 @@ def _errors(qdq: onnx.ModelProto, quant, frames, pairs, float_outputs) -> dict[s
 
 
 def quantize_model(model: onnx.ModelProto | str | Path, calibration: str | Path, state: dict[str, str] | None = None,
-                   percentile: float | None = None) -> QuantizeResult:
+                   percentile: float | None = None, features: str | None = None) -> QuantizeResult:
     """Float (or QDQ) ONNX → int8 QDQ ONNX, calibrated on ``calibration`` (see the module docstring)."""
     from tvmse.frontend.onnx_checks import read_onnx
     if not isinstance(model, onnx.ModelProto):
@@ -508,7 +536,7 @@ def quantize_model(model: onnx.ModelProto | str | Path, calibration: str | Path,
         raise ConfigError(f"--percentile {percentile}: expected a value in (50, 100], e.g. 99.99")
     float_model = prepare_float(model)
     pairs = _state_pairs(float_model, state)
-    frames = load_calibration(calibration, float_model, pairs)
+    frames = load_calibration(calibration, float_model, pairs, features)
     logger.info("calibrating over %d frames (state carried: %s)", len(next(iter(frames.values()))),
                 ", ".join(f"{i} ← {o}" for i, o in pairs.items()) or "none")
     ranges, float_outputs = calibrate(float_model, frames, pairs, percentile)
@@ -530,8 +558,11 @@ def save_model(model: onnx.ModelProto, output: Path) -> None:
 
 
 def add_calibration_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--calibration", metavar="CALIB.npz",
-                   help="float model: [T, *shape] frames for each non-state input; states are carried from zeros")
+    p.add_argument("--calibration", metavar="CALIB.npz|FOLDER",
+                   help="float model: [T, *shape] frames for each non-state input (states are carried from zeros), "
+                        "or a folder of .wav/.flac with --features")
+    p.add_argument("--features", choices=FEATURE_PIPELINES, default=None,
+                   help="with an audio folder: the feature pipeline that turns it into frames")
     p.add_argument("--percentile", type=float, default=None,
                    help="activation ranges from this percentile of the observed values (default: min/max)")
 
@@ -550,7 +581,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if not args.calibration:
             raise ConfigError("quantizing needs --calibration CALIB.npz (frames of each non-state input)")
-        result = quantize_model(args.model, args.calibration, parse_state_pairs(args.state), args.percentile)
+        result = quantize_model(args.model, args.calibration, parse_state_pairs(args.state), args.percentile,
+                                args.features)
         save_model(result.model, Path(args.output))
     except TvmseError as e:
         print(f"tvmse: error: {e}", file=sys.stderr)

@@ -125,7 +125,7 @@ def check_runner(run: str | None) -> None:
 
 def compile_cortex_m(model_path: Path, output_dir: Path, run: str | None = None, ram_budget: int | None = None,
                      frames: int = 50, disabled_passes: tuple[str, ...] = (),
-                     state: dict[str, str] | None = None, calibration=None, percentile=None,
+                     state: dict[str, str] | None = None, calibration=None, percentile=None, features=None,
                      force: bool = False) -> dict:
     """Compile for the Cortex-M55 into ``output_dir`` (see the module docstring); returns the report.
     ``force`` allows replacing an existing folder tvmse did not write."""
@@ -140,7 +140,7 @@ def compile_cortex_m(model_path: Path, output_dir: Path, run: str | None = None,
     check_positive(frames=frames, ram_budget=ram_budget)
     check_disabled(tuple(disabled_passes))
     check_output_dir(output_dir, model_path, force)
-    imported = load_model(model_path, state, calibration, percentile)
+    imported = load_model(model_path, state, calibration, percentile, features)
     graph, rewrites = run_pipeline(imported.graph, tuple(disabled_passes))
     network = lower.lower(graph)
     glue = glue_mod.generate(network)

@@ -74,12 +74,12 @@ def model_format(path: Path) -> str:
 
 
 def import_model(path: str | Path, state: dict[str, str] | None = None, calibration: str | Path | None = None,
-                 percentile: float | None = None) -> Imported:
+                 percentile: float | None = None, features: str | None = None) -> Imported:
     """The integer form of a model file; with ``calibration``, a float (or QDQ) ONNX model is first
     quantized by ``tvmse.quantize`` (see there)."""
     path = Path(path)
     if calibration is not None:
-        return _import_quantized(path, state, calibration, percentile)
+        return _import_quantized(path, state, calibration, percentile, features)
     if path.is_file() and model_format(path) == "tflite":
         from tvmse.frontend.tflite_import import load_tflite
         graph, states, inserted = load_tflite(path, state)
@@ -94,7 +94,7 @@ def import_model(path: str | Path, state: dict[str, str] | None = None, calibrat
     return Imported(graph, "onnx", dict(found.how))
 
 
-def _import_quantized(path: Path, state, calibration, percentile) -> Imported:
+def _import_quantized(path: Path, state, calibration, percentile, features) -> Imported:
     import tempfile
 
     from tvmse.errors import ConfigError, TvmseError
@@ -103,7 +103,7 @@ def _import_quantized(path: Path, state, calibration, percentile) -> Imported:
     if path.is_file() and model_format(path) == "tflite":
         raise ConfigError(f"{path} is a TFLite file: --calibration quantizes float ONNX models; a .tflite must "
                           "already be full int8")
-    result = quantize_model(read_onnx(path), calibration, state, percentile)
+    result = quantize_model(read_onnx(path), calibration, state, percentile, features)
     with tempfile.TemporaryDirectory(prefix="tvmse-quantized-") as work:
         quantized = Path(work) / path.name
         onnx.save(result.model, str(quantized))
