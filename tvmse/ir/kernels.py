@@ -11,7 +11,14 @@ int8 kernels perform (see ``tvmse.quant_math`` for the numpy statement of the sa
   ``sign(p)·((|p| + 2^(30−shift)) >> (31−shift))`` with ``p = acc·m``. The TFLite interpreter's
   reference kernel computes ``round(double(acc)·scale)`` for it; this integer twin agrees on every
   case tried (the two-rounding form differs near every .5; halves-up differs on negative ties);
-- LOGISTIC/TANH as the 256-entry lookup tables TFLite builds;
+- CONV_2D and DEPTHWISE_CONV_2D (NHWC, zero point subtracted before the zero padding) requantize
+  per channel with ``MultiplyByQuantizedMultiplier`` like ADD; fused activations are an int8 clamp;
+- QUANTIZE (int8→int8), RELU, RELU6, RELU_N1_TO_1: one ``MultiplyByQuantizedMultiplier`` and a clamp;
+  LEAKY_RELU picks the identity or the alpha multiplier by the sign of the centred input;
+- AVERAGE_POOL: the window sum over in-bounds positions divided by their count, halves away from
+  zero; MAX_POOL, PAD (with the zero point), RESHAPE, TRANSPOSE, CONCATENATION, SLICE move bytes;
+- LOGISTIC/TANH as the 256-entry lookup tables TFLite builds, RSQRT as the table of TFLite's
+  element-wise fixed-point inverse square root (``quant_math.rsqrt_lut``);
 - SOFTMAX as TFLite's reference kernel: gemmlowp fixed-point exp and reciprocal (``_softmax``);
 - MEAN as TFLite's reference QuantizedMeanOrSum: integer sum, one requantization (``_mean``).
 
