@@ -101,4 +101,5 @@ def check_quantized(model: onnx.ModelProto, where: str) -> None:
     if float_inputs:
         raise QuantizationError(
             f"{where}: input(s) {', '.join(float_inputs)} are not int8; the compiled step takes int8 "
-            "tensors. Make the graph start with DequantizeLinear on int8 inputs.")
+            "tensors. Make the graph start with DequantizeLinear on int8 inputs, or pass --calibration CALIB.npz to "
+            "quantize the model with tvmse (onnxruntime's quantizer keeps float inputs).")
