@@ -68,7 +68,7 @@ from tvmse.passes import cost_model
 
 logger = logging.getLogger(__name__)
 
-PER_CHANNEL = ("add", "sub", "mul", "logistic", "tanh", "requantize", "leaky_relu", "average_pool", "max_pool")
+PER_CHANNEL = ("add", "sub", "mul", "logistic", "tanh", "rsqrt", "requantize", "leaky_relu", "average_pool", "max_pool")
 WEIGHTED = ("fully_connected", "conv_2d", "depthwise_conv_2d")
 Kept = dict[str, np.ndarray]  # tensor name → bool per channel
 

@@ -103,7 +103,7 @@ def _op(op: IntOp, x: list[np.ndarray], tensors) -> np.ndarray:
         y = np.where(v >= 0, _requantize(v, a["mult_identity"], a["shift_identity"]),
                      _requantize(v, a["mult_alpha"], a["shift_alpha"]))
         return np.clip(y + op.output.zero_point, -128, 127).astype(np.int8)
-    if op.kind in ("logistic", "tanh"):
+    if op.kind in ("logistic", "tanh", "rsqrt"):
         return np.asarray(a["table"], np.int8)[x[0] + 128]
     if op.kind == "concat":
         return np.concatenate(x, axis=a["axis"]).astype(np.int8)

@@ -184,7 +184,7 @@ _BREAKAGES = {
     "duplicate name": (lambda t, o, i, u: (t + [t[0]], o, i, u), "used twice"),
     "output not produced": (lambda t, o, i, u: (t, o[:1], i, u), "produced by no operator"),
     "out of order": (lambda t, o, i, u: (t, o[::-1], i, u), "not produced before"),
-    "unknown kind": (lambda t, o, i, u: (t, [o[0], Operator("SOFTMAX", ["y"], ["s"])], i, u), "unsupported op kind"),
+    "unknown kind": (lambda t, o, i, u: (t, [o[0], Operator("HARD_SWISH", ["y"], ["s"])], i, u), "unsupported op kind"),
     "fused activation": (lambda t, o, i, u: (t, [Operator("FULLY_CONNECTED", ["x", "fc.w", "fc.b"], ["y"],
                                                           {"fused_activation_function": "TANH"}), o[1]], i, u),
                          "fused activation 'TANH'"),
