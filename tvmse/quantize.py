@@ -35,7 +35,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 from tvmse.errors import ConfigError, ModelFileError, QuantizationError, TvmseError
 from tvmse.frontend.onnx_cells import lower_recurrent_cells
-from tvmse.frontend.onnx_fold import divisions_to_multiplications, fold_constants, fold_pad_into_conv, gather_to_slice
+from tvmse.frontend.onnx_fold import (divisions_to_multiplications, fold_constants, fold_pad_into_conv, gather_to_slice,
+                                     remove_identities)
 from tvmse.frontend.state import Port, pair_states
 
 logger = logging.getLogger("tvmse")
@@ -121,7 +122,8 @@ def _drop_unused_initializers(model: onnx.ModelProto) -> onnx.ModelProto:
 
 def prepare_float(model: onnx.ModelProto) -> onnx.ModelProto:
     """Float model with recurrent cells written out, shapes inferred."""
-    model = divisions_to_multiplications(gather_to_slice(fold_pad_into_conv(fold_constants(strip_qdq(model)))))
+    model = remove_identities(fold_constants(strip_qdq(model)))
+    model = divisions_to_multiplications(gather_to_slice(fold_pad_into_conv(model)))
     model = _drop_unused_initializers(lower_recurrent_cells(model))
     if model.opset_import and next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0) < 13:
         model = onnx.version_converter.convert_version(model, 13)   # per-axis DequantizeLinear needs 13

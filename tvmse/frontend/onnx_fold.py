@@ -178,3 +178,38 @@ def divisions_to_multiplications(model: onnx.ModelProto) -> onnx.ModelProto:
         del model.graph.node[:]
         model.graph.node.extend(nodes)
     return model
+
+
+def remove_identities(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Drop ``Identity`` nodes (an exporter's, or what stripping a QDQ model leaves): their readers read the
+    input instead; an Identity that names a graph output renames its input's producer instead, so every
+    output keeps its name."""
+    graph_inputs = {i.name for i in model.graph.input} | {i.name for i in model.graph.initializer}
+    outputs = {o.name for o in model.graph.output}
+    rename: dict[str, str] = {}
+    dropped = []
+    for node in model.graph.node:
+        if node.op_type != "Identity" or node.input[0] in graph_inputs or node.input[0] in outputs:
+            continue
+        if node.output[0] in outputs:
+            rename[node.input[0]] = node.output[0]   # the producer writes the output's name
+        else:
+            rename[node.output[0]] = node.input[0]
+        dropped.append(node)
+    if not dropped:
+        return model
+    keep = [n for n in model.graph.node if all(n is not d for d in dropped)]
+
+    def resolve(name: str) -> str:
+        while name in rename:
+            name = rename[name]
+        return name
+
+    for node in keep:
+        for k, name in enumerate(node.input):
+            node.input[k] = resolve(name)
+        for k, name in enumerate(node.output):
+            node.output[k] = resolve(name)
+    del model.graph.node[:]
+    model.graph.node.extend(keep)
+    return model
