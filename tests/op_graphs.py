@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import numpy as np
 
-import copy
-
 from tvmse.ir import IntegerGraph, TensorInfo, build
 
 
@@ -95,20 +93,3 @@ KINDS = ["conv_2d", "conv_2d_explicit_padding", "depthwise_conv_2d", "fully_conn
          "rsqrt", "leaky_relu", "transpose", "pad", "reshape", "slice_axis_2", "concat_axis_3", "average_pool", "max_pool",
          "average_pool_global", "logistic", "tanh", "softmax", "mean", "mean_keep_dims"]
 
-
-def all_kinds_graph(seed: int, kinds=None) -> IntegerGraph:
-    """Every graph of ``kinds`` (default ``KINDS``) side by side in one graph, tensors prefixed '<kind>/':
-    one network of many inputs and outputs that exercises every op kind at once."""
-    inputs, outputs, ops = [], [], []
-    for kind in kinds or KINDS:
-        graph = copy.deepcopy(op_graph(kind, seed))
-        rename = {t: f"{kind}/{t}" for t in graph.tensors()}
-        for t in graph.inputs:
-            t.name = rename[t.name]
-        for op in graph.ops:
-            op.inputs = [rename[i] for i in op.inputs]
-            op.output.name = rename[op.output.name]
-        inputs += graph.inputs
-        outputs += [rename[o] for o in graph.outputs]
-        ops += graph.ops
-    return IntegerGraph(inputs, outputs, ops)

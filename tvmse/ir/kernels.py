@@ -286,8 +286,8 @@ def _softmax(bb, op, args, tensors):
 
     Differences to the row maximum below ``diff_min`` give −128; the others are scaled to Q5.26
     (MultiplyByQuantizedMultiplierGreaterThanOne), exponentiated in fixed point, summed in Q12.19
-    and normalised with gemmlowp's reciprocal. Exact for rows of up to 256 elements (longer rows of
-    equal values would make the final shift exceed 31, where C's int32 shift is undefined)."""
+    and normalised with gemmlowp's reciprocal. Checked against the interpreter for rows of up to 600
+    elements; TFLite itself aborts once the Q12.19 sum reaches 2^31 (512 or more equal values in a row)."""
     a = op.attrs
     x = bb.emit(R.astype(args[0], I64))
     diff = bb.emit(R.subtract(x, R.max(x, axis=-1, keepdims=True)))
