@@ -376,3 +376,18 @@ def test_pruned_conv_fixture_folds_to_its_small_twin():
     rng = np.random.default_rng(41)
     assert_same_rollout(_numpy(pruned), pruned, _numpy(new), new, rng, frames=10)
     assert_same_rollout(_numpy(new), new, _numpy(small), small, rng, frames=10)
+
+
+@pytest.mark.slow
+def test_pruned_float_onnx_gru_folds_to_its_small_twin():
+    """The PyTorch GRU pair, quantized by tvmse from the calibration frames: the same fold, another GRU form."""
+    from tvmse import frontend
+    calibration = imported_fixture("torch_gru_step_calib.npz")
+    pruned = frontend.import_model(imported_fixture("torch_gru_step_pruned.onnx"), None, calibration).graph
+    small = frontend.import_model(imported_fixture("torch_gru_step_small.onnx"), None, calibration).graph
+    new, _ = PASS.run(pruned)
+    _assert_same_network(new, small)
+    assert new.state_slots == {"state_in": [j for j in range(24) if j not in (1, 5, 6, 12, 19, 22)]}
+    rng = np.random.default_rng(42)
+    assert_same_rollout(_numpy(pruned), pruned, _numpy(new), new, rng, frames=30)
+    assert_same_rollout(_numpy(new), new, _numpy(small), small, rng, frames=30)
