@@ -7,7 +7,6 @@ import json
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.passes import int_eval
@@ -206,17 +205,8 @@ def _check_random_gru(seed, n_in, H, n_out, state_rank, data):
     _assert_exact(graph, new, rng)
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(**GRU_CASES)
-def test_random_gru_unit_masks_bit_exact(**case):
-    _check_random_gru(**case)
-
-
-@pytest.mark.slow
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(**GRU_CASES)
-def test_random_gru_unit_masks_bit_exact_many(**case):
-    _check_random_gru(**case)
+test_random_gru_unit_masks_bit_exact, test_random_gru_unit_masks_bit_exact_10k = property_tests(
+    _check_random_gru, **GRU_CASES)
 
 
 # ---- convolution channels -------------------------------------------------------------------------
@@ -281,17 +271,8 @@ def _check_random_conv(seed, hw, c_in, c1, multiplier, c2, kernel, strides, midd
     _assert_exact(graph, new, rng, frames=2)
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(**CONV_CASES)
-def test_random_conv_channel_masks_bit_exact(**case):
-    _check_random_conv(**case)
-
-
-@pytest.mark.slow
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(**CONV_CASES)
-def test_random_conv_channel_masks_bit_exact_many(**case):
-    _check_random_conv(**case)
+test_random_conv_channel_masks_bit_exact, test_random_conv_channel_masks_bit_exact_10k = property_tests(
+    _check_random_conv, **CONV_CASES)
 
 
 # ---- broadcasting, slices and concatenations on the channel axis ------------------------------------
