@@ -9,7 +9,7 @@ A tensor's channels are its last axis (a rank-0 tensor has one). The rewrites, b
         input channels k, i ∉ live dropped with their weight columns
     depthwise(x[…, C], W[1, KH, KW, C·M]) → depthwise(x'[…, c], W[1, KH, KW, c·M])
         output channels c·M … c·M+M−1 kept or dropped with input channel c
-    add/sub/mul(a, b), logistic, tanh, requantize, leaky_relu, average/max pool, pad (not of the
+    add/sub/mul(a, b), logistic, tanh, rsqrt, requantize, leaky_relu, average/max pool, pad (not of the
     channel axis), mean (not over it), reshape (same last axis), transpose (last axis stays last),
     slice/concat on another axis          → the same op on the kept channels
         an operand broadcast over the channel axis (size 1: the constant 1 of a GRU's 1 − z) stays

@@ -159,7 +159,7 @@ def conv_graph(rng, hw=(6, 5), c_in=2, c1=4, multiplier=1, c2=3, n_out=3, kernel
 
 
 MIDDLE_OPS = ("none", "leaky_relu", "relu6", "max_pool", "pad", "add_scalar", "mul_channels", "transpose_hw",
-              "concat_h", "slice_w", "mean_hw", "transpose_channels", "flatten")
+              "concat_h", "slice_w", "mean_hw", "rsqrt", "transpose_channels", "flatten")
 # the ones that move channels across the last axis (the pass keeps their operands whole)
 OPAQUE_MIDDLE_OPS = ("transpose_channels", "flatten")
 
@@ -190,6 +190,8 @@ def _middle(rng, kind: str, y: TensorInfo) -> list:
         return [build.concat("mid", [y, y], axis=1)]
     if kind == "slice_w":
         return [build.slice_("mid", y, 0, max(1, y.shape[2] - 1), axis=2)]
+    if kind == "rsqrt":
+        return [build.rsqrt("mid", y, *q)]
     if kind == "mean_hw":
         return [build.mean("mid", y, [1, 2], True, *q)]
     if kind == "transpose_channels":

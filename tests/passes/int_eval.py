@@ -2,7 +2,7 @@
 
 Same arithmetic as ``tvmse.ir.kernels``, op kind by op kind: FC requantizes with one rounding
 (halves away from zero), convolutions, ADD/SUB/MUL, QUANTIZE, LEAKY_RELU and MEAN with TFLite's two
-roundings (in int64, as the Relax bodies), LOGISTIC/TANH by table, pools on the raw int8 values.
+roundings (in int64, as the Relax bodies), LOGISTIC/TANH/RSQRT by table, pools on the raw int8 values.
 SOFTMAX (gemmlowp fixed point) is not restated here: its op runs alone through the host reference.
 """
 
