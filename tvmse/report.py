@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-import numpy as np
 
 import tvmse
 from tvmse.ir import IntegerGraph
@@ -29,8 +28,9 @@ def model_section(graph: IntegerGraph) -> dict:
     return {
         "inputs": [tensor(t) for t in graph.inputs],
         "outputs": [tensor(tensors[name]) for name in graph.outputs],
-        "state": [{"input": i, "output": o, "size": int(np.prod(tensors[i].shape)),
-                   "source_slots": graph.state_slots.get(i, list(range(int(np.prod(tensors[i].shape)))))}
+        # slots are channels of the last axis, the axis the passes shrink
+        "state": [{"input": i, "output": o, "shape": list(tensors[i].shape), "size": tensors[i].shape[-1],
+                   "source_slots": graph.state_slots.get(i, list(range(tensors[i].shape[-1])))}
                   for i, o in streaming_state_pairs(graph).items()],
         "ops": len(graph.ops),
         "parameters": int(sum(w.size for w in weights) + sum(b.size for b in biases)),
