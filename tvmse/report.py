@@ -216,6 +216,30 @@ def model_markdown(model: dict) -> list[str]:
     return lines + state_markdown(model)
 
 
+def import_markdown(report: dict) -> list[str]:
+    """How the model was imported: format, state pairs and how each was found, inserted requantizations,
+    and for a float model the post-training quantization and its error."""
+    imported = report.get("import")
+    if not imported:
+        return []
+    lines = ["", f"Imported from {imported['format']}."]
+    if imported["state_pairs"]:
+        lines[-1] += " State pairs: " + ", ".join(f"`{p['output']}` → `{p['input']}` ({p['found']})"
+                                                 for p in imported["state_pairs"]) + "."
+    inserted = imported["requantizations_inserted"]
+    if inserted:
+        shown = ", ".join(f"`{name}`" for name in inserted[:6]) + (f" and {len(inserted) - 6} more"
+                                                                   if len(inserted) > 6 else "")
+        lines[-1] += f" {len(inserted)} requantizations inserted by the importer: {shown}."
+    q = imported.get("quantization")
+    if q:
+        lines += ["", f"Quantized here ({q['method']}) over {q['calibration_frames']} calibration frames; "
+                      f"int8 vs float ({q['note']}):", ""]
+        lines += [f"- `{name}`: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                                              for k, v in errors.items())
+                  for name, errors in q["int8_vs_float"].items()]
+    return lines
+
 def source_layer(name: str) -> str:
     """The source layer a lowered op came from: a tiled FC's pieces (``lstm0/fc/tile3/x``) → ``lstm0/fc``."""
     import re
@@ -279,7 +303,7 @@ def render_markdown(report: dict) -> str:
               f"| of which encoded weights | {mem['encoded_weight_bytes']:,} |",
               f"| int8 weights before encoding | {mem['original_weight_bytes']:,} |",
               f"| SRAM (arena) | {mem['sram_bytes']:,} |", ""]
-    lines += model_markdown(report["model"]) + [""]
+    lines += model_markdown(report["model"]) + import_markdown(report) + [""]
     lines += passes_markdown(report) + [""]
     groups = layer_groups(npu["layers"])
     lines += ["## Per layer (Vela, summed per source layer)", "",

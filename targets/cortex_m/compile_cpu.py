@@ -111,7 +111,7 @@ def _summary_markdown(report: dict) -> list[str]:
 
 def render_markdown(report: dict) -> str:
     from tvmse.plots import report_plots
-    from tvmse.report import model_markdown, passes_markdown
+    from tvmse.report import import_markdown, model_markdown, passes_markdown
     cpu, model = report["cpu"], report["model"]
     lines = [f"# tvmse compile report: {Path(report['source']['path']).name}", ""]
     lines += _summary_markdown(report)
@@ -143,7 +143,7 @@ def render_markdown(report: dict) -> str:
             lines.append(f"| {g['op']} | {kinds} | {g['instructions_per_frame']:,.0f} | {macs} | {per_mac} |")
     for runner, note in cpu["runs"].items():
         lines += ["", f"{runner}: {note}"]
-    lines += [""] + model_markdown(model) + [""] + passes_markdown(report)
+    lines += [""] + model_markdown(model) + import_markdown(report) + [""] + passes_markdown(report)
     lines += ["", "## Files", ""] + [f"- `{n}`: {w}" for n, w in report["artifacts"].items()]
     return "\n".join(lines) + "\n"
 
