@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from tvmse.compile import compile_model
+from tvmse.progress import progress
 from tvmse.targets.ethosu.vela_driver import FAMILY_DEFAULTS, accelerators, family
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,6 +46,7 @@ def main() -> int:
     p.add_argument("--model", type=Path, default=REPO / "examples" / "tinylstm_int8.onnx")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--accelerators", nargs="*", default=None, help="default: every config Vela knows")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar on stderr")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
     configs = args.accelerators or accelerators()
@@ -54,7 +56,7 @@ def main() -> int:
     print("| accelerator | system config | memory mode | clock MHz | compile s (median) | NPU cycles/frame "
           "| total cycles/frame | ms/frame | flash B | SRAM B | CPU ops |")
     print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for accelerator in configs:
+    for accelerator in progress(configs, desc="bench_compile", quiet=args.quiet, unit="configs"):
         r = bench(args.model, accelerator, args.repeats)
         print(f"| {r['accelerator']} | {r['system_config']} | {r['memory_mode']} | {r['clock_mhz']:.0f} | "
               f"{r['wall_s']:.2f} | {r['npu_cycles']:,} | {r['total_cycles']:,} | {r['ms']:.3f} | "

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from tvmse import frontend
 from tvmse.passes.pipeline import run_pipeline
+from tvmse.progress import progress
 from tvmse.targets.cortex_m import cmsis_dsp, emulate, glue, lower
 from tvmse.targets.cortex_m.compile_cpu import random_frames
 from tvmse.targets.host import HostReference
@@ -56,13 +57,14 @@ def main(argv=None) -> int:
     p.add_argument("--no-passes", action="store_true", help="compile the imported graph without tvmse's passes")
     p.add_argument("--baseline", action="store_true",
                    help="also run each model with the legalized int64 ADD/MUL kernels and print the ratio")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar on stderr")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
     models = args.model or sorted((REPO / "examples").glob("*.onnx"))
     print("Cortex-M55 (QEMU mps3-an547, -icount shift=0; clang 14 -O2). "
           "Figures are executed instructions, NOT cycles.\n")
     shapes: dict[tuple[int, int], list[float]] = {}
-    for path in models:
+    for path in progress(models, desc="bench_cortex_m", quiet=args.quiet, unit="models"):
         run, network = bench_model(path, args.frames, not args.no_passes)
         s = run.sizes
         print(f"## {path.name}: bit-exact vs host reference over {run.frames} frames (state carried)")

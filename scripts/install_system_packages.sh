@@ -140,4 +140,7 @@ if [ "$(id -u)" != 0 ]; then
 fi
 install_packages
 fetch_plugin_header
+for f in "$DEB_SRC_BASE.list" "$DEB_SRC_BASE.sources"; do
+    [ ! -e "$f" ] || say "left in place: apt source file $f (deb-src entries; delete it if unwanted)"
+done
 say "done"

@@ -36,8 +36,8 @@ def test_cli_compiles_small_model(small_onnx, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "ethos-u55-128 (Ethos_U55_High_End_Embedded, Shared_Sram" in result.stdout
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        [".tvmse-output", "report.json", "report.md", "small_vela.tflite", "small_vela.h", "small_int8.tflite",
-         "src"])
+        [".tvmse-output", "report.json", "report.md", "report_cycles.png", "report_memory.png", "integer_graph.json",
+         "small_vela.tflite", "small_vela.h", "small_int8.tflite", "src"])
     report = json.loads((out / "report.json").read_text())
     assert report["npu"]["cpu_fallback_ops"] == [] and report["npu"]["total_cycles_per_frame"] > 0
     assert report["verification"]["tflite_vs_host_reference"] == "bit-exact"

@@ -9,7 +9,9 @@ targets/ethosu (int8 TFLite, checked bit-exact in the TFLite interpreter) → Ve
     src/                 C glue without TFLite Micro: tvmse_step() runs the NPU subgraphs through one
                          call, tvmse_npu_invoke() (src/tvmse_npu.h, on Arm's ethos-u core driver), and
                          any op Vela left on the CPU as Cortex-M55 kernels (tvmse.targets.cortex_m.npu_glue)
-    report.json          every figure, machine-readable;  report.md  the same for people
+    integer_graph.json   the compiled integer form, run on the host by ``tvmse enhance --compiled``
+    report.json          every figure, machine-readable;  report.md  the same for people, with
+                         plots (report_cycles.png, report_memory.png)
 
 Options and the output folder are checked before any work; the folder is staged beside its final
 place and published atomically with a ``.tvmse-output`` marker, under a lock (tvmse.output_folder).
@@ -54,6 +56,9 @@ class CompileResult:
 
     @property
     def summary(self) -> str:
+        if self.report["target"] == CORTEX_M_TARGET:
+            from tvmse.targets.cortex_m.compile_cpu import summary_line as cpu_summary_line
+            return cpu_summary_line(self.report)
         from tvmse.report import summary_line
         return summary_line(self.report)
 
@@ -152,10 +157,14 @@ def parse_state_pairs(values: list[str]) -> dict[str, str]:
     return pairs
 
 
-def _write_report(folder: Path, report: dict, markdown: str) -> None:
-    """``report.json`` and ``report.md``, named and formatted the same for every target."""
+def _write_report(folder: Path, report: dict, render_markdown) -> None:
+    """``report.json``, ``report.md`` (``render_markdown(report)``) and the PNG plots it links, named and
+    formatted the same for every target."""
+    from tvmse.plots import report_plots, write_report_plots
+    report["artifacts"].update({file: f"plot: {title}" for file, title in report_plots(report)})
+    write_report_plots(folder, report)
     (folder / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-    (folder / "report.md").write_text(markdown)
+    (folder / "report.md").write_text(render_markdown(report))
 
 
 def compile_model(model_path: str | os.PathLike, target: str = "ethos-u55", accelerator_config: str | None = None,
@@ -164,9 +173,14 @@ def compile_model(model_path: str | os.PathLike, target: str = "ethos-u55", acce
                   disabled_passes: tuple[str, ...] = (), state: dict[str, str] | None = None,
                   calibration: str | os.PathLike | None = None, percentile: float | None = None,
                   example_inputs: dict | None = None, output_names: list[str] | None = None,
-                  force: bool = False, features: str | None = None) -> CompileResult:
-    """Compile a model (a file, or a torch module with ``example_inputs``) for an Ethos-U NPU; see the module
-    docstring for what is written. ``force`` allows replacing an existing folder tvmse did not write."""
+                  force: bool = False, features: str | None = None, run: str | None = None,
+                  ram_budget: int | None = None, frames: int = 50) -> CompileResult:
+    """Compile a model (a file, or a torch module with ``example_inputs``) for an Ethos-U NPU or, with
+    ``target="cortex-m55"``, as C for the CPU; see the module docstring for what is written.
+
+    The parameters are the command line's options: ``force`` allows replacing an existing folder tvmse
+    did not write; ``run``, ``ram_budget`` and ``frames`` apply to cortex-m55.
+    """
     if not isinstance(model_path, (str, os.PathLike)):   # a torch.nn.Module: export it, compile the file
         from tvmse.frontend.torch_export import export_module
         with tempfile.TemporaryDirectory(prefix="tvmse-export-") as work:
@@ -174,7 +188,11 @@ def compile_model(model_path: str | os.PathLike, target: str = "ethos-u55", acce
                                      Path(work) / f"{type(model_path).__name__.lower()}.onnx")
             return compile_model(exported, target, accelerator_config, system_config, memory_mode,
                                  output_dir or Path("out") / f"{exported.stem}-{target}", verify_trials,
-                                 disabled_passes, state, calibration, percentile, force=force, features=features)
+                                 disabled_passes, state, calibration, percentile, force=force, features=features,
+                                 run=run, ram_budget=ram_budget, frames=frames)
+    if target == CORTEX_M_TARGET:
+        return _compile_cortex_m(Path(model_path), output_dir, run, ram_budget, frames, tuple(disabled_passes),
+                                 state, calibration, percentile, force, features)
     from tvmse.passes.pipeline import check_disabled, run_pipeline
     from tvmse.report import build_report, render_markdown
     from tvmse.targets import ethosu
@@ -212,10 +230,33 @@ def compile_model(model_path: str | os.PathLike, target: str = "ethos-u55", acce
         (staging / f"{name}_int8.tflite").write_bytes(build.tflite)
         if _write_npu_glue(graph, build.vela.optimized_model, staging / "src"):
             artifacts["src/"] = "C glue: NPU calls via tvmse_npu_invoke() (tvmse_npu.h), CPU ops as M55 kernels"
-        report = build_report(model_path, graph, build, target, artifacts, rewrites)
+        save_integer_graph(graph, staging, artifacts)
+        report = build_report(model_path, graph, build, target, artifacts, rewrites, disabled_passes)
         report["import"] = import_section(imported)
-        _write_report(staging, report, render_markdown(report))
+        _write_report(staging, report, render_markdown)
     return CompileResult(output_dir, report, graph)
+
+
+def _compile_cortex_m(model_path: Path, output_dir, run, ram_budget, frames, disabled_passes, state, calibration,
+                      percentile, force, features) -> CompileResult:
+    """``target="cortex-m55"``: see ``tvmse.targets.cortex_m.compile_cpu``."""
+    from tvmse.targets.cortex_m.compile_cpu import compile_cortex_m_graph
+    output_dir = Path(output_dir) if output_dir else default_output_dir(model_path, (CORTEX_M_TARGET,),
+                                                                       disabled_passes)
+    report, graph = compile_cortex_m_graph(model_path, output_dir, run, ram_budget, frames, disabled_passes, state,
+                                           calibration, percentile, features=features, force=force)
+    return CompileResult(output_dir, report, graph)
+
+
+INTEGER_GRAPH_FILE = "integer_graph.json"
+
+
+def save_integer_graph(graph: IntegerGraph, folder: Path, artifacts: dict) -> None:
+    """The compiled integer form (TVM IRModule JSON) beside the build: what ``tvmse enhance --compiled``
+    and ``tvmse evaluate OUTDIR`` run on the host (targets/host), bit-exact with the device."""
+    import tvm
+    (folder / INTEGER_GRAPH_FILE).write_text(tvm.ir.save_json(graph.to_module()))
+    artifacts[INTEGER_GRAPH_FILE] = "the compiled integer form (TVM IRModule JSON), run by `tvmse enhance --compiled`"
 
 
 def _write_npu_glue(graph: IntegerGraph, optimized_model: bytes, directory: Path) -> bool:
@@ -240,10 +281,11 @@ def _write_npu_glue(graph: IntegerGraph, optimized_model: bytes, directory: Path
     return True
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m tvmse.compile", description=__doc__.split("\n")[0])
+def build_parser() -> argparse.ArgumentParser:
+    from tvmse.cli import command_parser
+    p = command_parser("compile", __doc__)
     p.add_argument("model", help="model of one streaming step: int8 .tflite or int8 QDQ .onnx")
-    p.add_argument("--target", default="ethos-u55", help=f"one of: {', '.join([*TARGETS, CORTEX_M_TARGET])} (default ethos-u55)")
+    p.add_argument("--target", default="ethos-u55", help=f"one of: {', '.join([*TARGETS, CORTEX_M_TARGET])}")
     p.add_argument("--accelerator-config", help="Vela accelerator, e.g. ethos-u55-128 (default per target)")
     p.add_argument("--system-config", help="Vela system config (default Ethos_U55_High_End_Embedded for U55)")
     p.add_argument("--memory-mode", help="Vela memory mode (default Shared_Sram)")
@@ -267,14 +309,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--ram-budget", type=int, metavar="BYTES",
                    help="cortex-m55: fail if the arena plus the streaming state need more RAM than this")
     p.add_argument("--frames", type=int, help="cortex-m55 --run: frames to run with state carried (default 50)")
-    return p.parse_args(argv)
+    return p
 
 
 @cli_entry
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="tvmse: %(message)s",
-                        stream=sys.stderr)
+    args = build_parser().parse_args(argv)
+    from tvmse.progress import log_stages
+    log_stages(args.quiet)
     check_target_options(args)
     check_positive(verify_trials=args.verify_trials, frames=args.frames, ram_budget=args.ram_budget)
     if args.target == CORTEX_M_TARGET:
@@ -285,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
                            parse_state_pairs(args.state), args.calibration, args.percentile, force=args.force,
                               features=args.features)
     print(result.summary)
-    print(f"output: {result.output_dir}/ (report.md, report.json, {Path(args.model).stem}_vela.tflite, "
+    print(f"output: {result.output_dir}/ (report.md with plots, report.json, {Path(args.model).stem}_vela.tflite, "
           f"{Path(args.model).stem}_vela.h)")
     return 0
 
@@ -301,7 +343,7 @@ def _main_cortex_m(args: argparse.Namespace) -> int:
                               parse_state_pairs(args.state), args.calibration, args.percentile, force=args.force,
                               features=args.features)
     print(summary_line(report))
-    print(f"output: {output_dir}/ (report.md, report.json, src/)")
+    print(f"output: {output_dir}/ (report.md with plots, report.json, src/)")
     return 0
 
 

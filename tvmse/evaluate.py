@@ -28,6 +28,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from tvmse.cli import command_parser
 from tvmse.data import Corpus, MixtureSet, apply_mask, default_corpus_manifest, features, istft, stft
 from tvmse.errors import ConfigError, ModelFileError, run_command
 from tvmse.metrics import METRICS, evaluate_pair, improvement, mean_scores
@@ -65,12 +66,15 @@ def torch_masks(path: str | os.PathLike) -> MaskFunction:
 
 
 def load_mask_function(path: str | os.PathLike) -> MaskFunction:
+    if Path(path).is_dir():  # a compile output folder: its integer graph on the host reference
+        from tvmse.enhance import compiled_masks
+        return compiled_masks(path)
     suffix = Path(path).suffix
     if suffix == ".onnx":
         return onnx_masks(path)
     if suffix == ".pt":
         return torch_masks(path)
-    raise ModelFileError(f"{path}: expected a QDQ .onnx step or a .pt training checkpoint")
+    raise ModelFileError(f"{path}: expected a QDQ .onnx step, a .pt training checkpoint or a compile output folder")
 
 
 def enhance(mask_function: MaskFunction, noisy: np.ndarray) -> np.ndarray:
@@ -116,11 +120,10 @@ def format_summary(summary: dict[str, dict[str, float]]) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m tvmse.evaluate", description=__doc__.split("\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("model", help="QDQ ONNX step (.onnx) or training checkpoint (.pt)")
+    p = command_parser("evaluate", __doc__)
+    p.add_argument("model", help="QDQ ONNX step (.onnx), training checkpoint (.pt) or `tvmse compile` output folder")
     p.add_argument("--data", default=DEFAULT_DATA, help="corpus manifest.json")
-    p.add_argument("--split", default=DEFAULT_SPLIT)
+    p.add_argument("--split", default=DEFAULT_SPLIT, help="corpus split the mixtures are drawn from")
     p.add_argument("--n", type=int, default=DEFAULT_N, help="number of mixtures")
     p.add_argument("--seed", type=int, default=DEFAULT_SEED, help="mixture set seed")
     p.add_argument("--metrics", default=",".join(METRICS), help="comma-separated subset of " + ",".join(METRICS))

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from tvmse.cli import command_parser
 from tvmse.errors import QuantizationError, run_command
 from tvmse.models.export import export_qdq_onnx
 from tvmse.models.quant import fake_quant_weight
@@ -63,7 +64,7 @@ def snap_to_int8(model: TinyLSTM) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m tvmse.prune", description=__doc__.split("\n")[0])
+    p = command_parser("prune", __doc__)
     p.add_argument("checkpoint", help="int8 training checkpoint (a run's final.pt)")
     p.add_argument("--structure", required=True, choices=STRUCTURES)
     p.add_argument("--sparsity", type=float, required=True,

@@ -570,8 +570,8 @@ def add_calibration_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m tvmse.quantize", description=__doc__.split("\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    from tvmse.cli import command_parser
+    p = command_parser("quantize", __doc__)
     p.add_argument("model", help="float (or QDQ) ONNX model of one streaming step")
     p.add_argument("--output", "-o", required=True, help="the int8 QDQ ONNX file to write")
     p.add_argument("--state", action="append", default=[], metavar="IN=OUT",

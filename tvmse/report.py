@@ -1,4 +1,9 @@
-"""The compile report: one JSON document and its Markdown rendering.
+"""The compile report: one JSON document and its Markdown rendering (with plots, ``tvmse.plots``).
+
+report.md leads with a summary (time per frame against the 16 ms hop, flash, SRAM, what bounds the
+speed), then per-layer figures summed per source layer, every pass of the pipeline and what it did,
+and the labels explained. The Markdown helpers for passes, state maps and the model are shared with
+the Cortex-M55 report (``tvmse.targets.cortex_m.compile_cpu``).
 
 Every speed figure names the accelerator, system config, memory mode and clock it belongs to
 (Vela's performance model, not a measurement on silicon); memory figures name their area.
@@ -11,6 +16,7 @@ from pathlib import Path
 
 
 import tvmse
+from tvmse.data.framing import HOP, SAMPLE_RATE
 from tvmse.ir import IntegerGraph
 from tvmse.targets.ethosu import EthosUBuild
 from tvmse.targets.host.reference import streaming_state_pairs
@@ -75,7 +81,7 @@ def npu_section(build: EthosUBuild) -> dict:
 
 
 def build_report(source: Path, graph: IntegerGraph, build: EthosUBuild, target: str, artifacts: dict,
-                 rewrites: list[dict] = ()) -> dict:
+                 rewrites: list[dict] = (), disabled_passes: tuple[str, ...] = ()) -> dict:
     return {
         "tvmse_version": tvmse.__version__,
         "source": {"path": str(source), "sha256": _sha256(source)},
@@ -88,8 +94,17 @@ def build_report(source: Path, graph: IntegerGraph, build: EthosUBuild, target: 
             "interpreter": "ai-edge-litert, TFLite reference kernels",
         },
         "passes": list(rewrites),
+        "pipeline": pipeline_section(rewrites, disabled_passes),
         "artifacts": artifacts,
     }
+
+
+def pipeline_section(rewrites: list[dict], disabled_passes: tuple[str, ...] = ()) -> list[dict]:
+    """Every pass of the default pipeline, in order: whether it ran and how many rewrites it made."""
+    from tvmse.passes.pipeline import pass_names
+    return [{"pass": name, "enabled": name not in disabled_passes,
+             "rewrites": sum(1 for r in rewrites if r["pass"] == name and "rewrite" in r)}
+            for name in pass_names()]
 
 
 def summary_line(report: dict) -> str:
@@ -101,52 +116,205 @@ def summary_line(report: dict) -> str:
             f"{len(npu['cpu_fallback_ops'])} ops left on the CPU")
 
 
-def render_markdown(report: dict) -> str:
-    npu, mem, model = report["npu"], report["npu"]["memory"], report["model"]
-    lines = [
-        f"# tvmse compile report: {Path(report['source']['path']).name}", "",
-        f"Target **{report['target']}**: accelerator {npu['accelerator']}, system config {npu['system_config']}, "
-        f"memory mode {npu['memory_mode']}, NPU clock {npu['core_clock_hz'] / 1e6:.0f} MHz. "
-        f"Figures are {npu['source']} estimates.", "",
-        "## Per frame", "",
-        "| figure | value |", "|---|---|",
-        f"| total cycles | {npu['total_cycles_per_frame']:,} |",
-        f"| NPU cycles | {npu['npu_cycles_per_frame']:,} |",
-        f"| time at {npu['core_clock_hz'] / 1e6:.0f} MHz | {npu['ms_per_frame']:.3f} ms |",
-        f"| MACs | {npu['macs_per_frame']:,} |",
-        f"| NPU ops after Vela's lowering | {npu['vela_ops']} |",
-        f"| ops left on the CPU | {len(npu['cpu_fallback_ops'])} |", "",
-        "## Memory", "",
-        "| figure | bytes |", "|---|---|",
-        f"| flash (optimised model) | {mem['flash_bytes']:,} |",
-        f"| encoded weights (of which) | {mem['encoded_weight_bytes']:,} |",
-        f"| int8 weights before encoding | {mem['original_weight_bytes']:,} |",
-        f"| SRAM (arena) | {mem['sram_bytes']:,} |", "",
-        "## Model", "",
-        f"{model['ops']} integer ops, {model['parameters']:,} parameters, "
-        f"{model['nonzero_weights']:,} of {model['weights']:,} weights non-zero.", "",
-        "| tensor | shape | scale | zero point |", "|---|---|---|---|",
-    ]
+HOP_MS = 1e3 * HOP / SAMPLE_RATE  # one model step per hop: 16 ms
+
+LABELS = [
+    ("total cycles", "Vela's estimate of one frame: per op, the larger of compute and memory access, summed"),
+    ("NPU cycles", "compute alone (MAC and element-wise units busy)"),
+    ("memory wait", "total − NPU cycles: time the NPU waits for data, mostly weights streamed from flash"),
+    ("real-time factor", f"time per frame ÷ the {HOP_MS:g} ms hop; below 1 keeps up with live audio"),
+]
+PASS_LABELS = [
+    ("cycles (layer alone)", "Vela's total cycles for the layer compiled on its own, before → after the rewrite"),
+    ("row-blocks/G", "one dense FC per block of output rows (the FC output step, 16 on Ethos-U55) over the "
+                     "input columns that block uses, taken in granules of G columns"),
+    ("grouped/G", "neighbouring row blocks merged into fewer, larger FCs where the cost model finds it cheaper"),
+    ("untouched", "the layer as it was"),
+]
+
+
+def slot_ranges(slots: list[int]) -> str:
+    """``[0, 1, 2, 4]`` → ``0–2, 4``: a state map as runs of consecutive source slots."""
+    runs, start = [], None
+    for i, s in enumerate(slots):
+        if start is None:
+            start = s
+        if i + 1 == len(slots) or slots[i + 1] != s + 1:
+            runs.append(f"{start}" if start == s else f"{start}–{s}")
+            start = None
+    return ", ".join(runs) or "none"
+
+
+def shape_text(shape) -> str:
+    return "×".join(map(str, shape)) if shape and all(isinstance(d, int) for d in shape) else str(shape)
+
+
+def _change_text(record: dict) -> str:
+    before, after = record.get("before"), record.get("after")
+    if isinstance(before, dict):  # state sizes
+        return ", ".join(f"{k} {before[k]} → {(after or {}).get(k, '?')}" for k in before)
+    if "rewrite" not in record:
+        return f"{shape_text(before)} unchanged"
+    if isinstance(after, list) and after and isinstance(after[0], list):  # one shape per tile
+        runs = f", {record['gather_runs']} gathered column runs" if "gather_runs" in record else ""
+        return f"{shape_text(before)} → {len(after)} dense FCs{runs}"
+    return f"{shape_text(before)} → {shape_text(after)}"
+
+
+def _from_to(record: dict, key: str) -> str:
+    before, after = record.get(f"{key}_before"), record.get(f"{key}_after")
+    if before is None:
+        return ""
+    return f"{before:,} → {after:,}" if after is not None else f"{before:,}"
+
+
+def passes_markdown(report: dict) -> list[str]:
+    """Every pass of the pipeline, with its rewrites or "changed nothing", and the labels used."""
+    records = report.get("passes", [])
+    pipeline = report.get("pipeline") or [{"pass": p, "enabled": True, "rewrites": None}
+                                          for p in dict.fromkeys(r["pass"] for r in records)]
+    lines = ["## Passes", "", "| pass | layer | change | MACs | cycles (layer alone) | result |",
+             "|---|---|---|---:|---:|---|"]
+    for entry in pipeline:
+        mine = [r for r in records if r["pass"] == entry["pass"]]
+        if not entry["enabled"]:
+            lines.append(f"| {entry['pass']} | | | | | disabled (`--disable-pass {entry['pass']}`) |")
+            continue
+        if not any("rewrite" in r for r in mine):
+            lines.append(f"| {entry['pass']} | all | | | | changed nothing |")
+        for r in mine:
+            result = r.get("decision") or r.get("rewrite", "")
+            lines.append(f"| {entry['pass']} | {r['layer']} | {_change_text(r)} | {_from_to(r, 'macs')} | "
+                         f"{_from_to(r, 'cycles')} | {result} |")
+    if any(r["pass"] == "tile_block_sparse" for r in records):
+        lines += [""] + [f"- *{name}*: {what}" for name, what in PASS_LABELS]
+    return lines
+
+
+def state_markdown(model: dict) -> list[str]:
+    """Which state output feeds which input, and the compiled → source slot map as ranges."""
+    if not model["state"]:
+        return []
+    lines = ["", "Streaming state (feed each output back as the input next frame): " +
+             ", ".join(f"`{s['output']}` → `{s['input']}`" for s in model["state"]) + "."]
+    moved = [s for s in model["state"] if s["source_slots"] != list(range(s["size"]))]
+    if not moved:
+        return lines + ["", "Every compiled state slot is its source slot (no pass removed a state channel)."]
+    lines += ["", "Compiled state slots hold these source slots (the passes removed dead units; other states "
+                  "are unchanged):", ""]
+    return lines + [f"- `{s['input']}`: {s['size']} slots ← source {slot_ranges(s['source_slots'])}" for s in moved]
+
+
+def model_markdown(model: dict) -> list[str]:
+    lines = ["## Model", "",
+             f"{model['ops']} integer ops, {model['parameters']:,} parameters, "
+             f"{model['nonzero_weights']:,} of {model['weights']:,} weights non-zero.", "",
+             "| tensor | shape | scale | zero point |", "|---|---|---|---|"]
     for kind in ("inputs", "outputs"):
         lines += [f"| {kind[:-1]} `{t['name']}` | {t['shape']} | {t['scale']:.6g} | {t['zero_point']} |"
                   for t in model[kind]]
-    if model["state"]:
-        lines += ["", "Streaming state (feed each output back as the input next frame): " +
-                  ", ".join(f"`{s['output']}` → `{s['input']}`" for s in model["state"]) + "."]
-    if any(s["source_slots"] != list(range(s["size"])) for s in model["state"]):
-        lines += ["", "Compiled state slots → source slots (the passes removed dead units): " + "; ".join(
-            f"`{s['input']}` {s['size']} slots ← {s['source_slots']}" for s in model["state"]) + "."]
-    if report.get("passes"):
-        lines += ["", "## Rewrites", "", "| pass | layer | before | after | MACs before | MACs after | "
-                  "cycles before | cycles after | decision |", "|---|---|---|---|---:|---:|---:|---:|---|"]
-        lines += [f"| {r['pass']} | {r['layer']} | {r.get('before')} | {r.get('after')} | {r.get('macs_before', '')} | "
-                  f"{r.get('macs_after', '')} | {r.get('cycles_before', '')} | {r.get('cycles_after', '')} | "
-                  f"{r.get('decision', r.get('rewrite', ''))} |" for r in report["passes"]]
-    lines += ["", "## Per layer (Vela)", "",
-              "| op | Vela operator | cycles | NPU cycles | MACs | encoded weight bytes |",
-              "|---|---|---:|---:|---:|---:|"]
-    lines += [f"| {l['name']} | {l['operator']} | {l['cycles']:,} | {l['npu_cycles']:,} | "
-              f"{l['macs']:,} | {l['encoded_weight_bytes']:,} |" for l in npu["layers"]]
+    return lines + state_markdown(model)
+
+
+def import_markdown(report: dict) -> list[str]:
+    """How the model was imported: format, state pairs and how each was found, inserted requantizations,
+    and for a float model the post-training quantization and its error."""
+    imported = report.get("import")
+    if not imported:
+        return []
+    lines = ["", f"Imported from {imported['format']}."]
+    if imported["state_pairs"]:
+        lines[-1] += " State pairs: " + ", ".join(f"`{p['output']}` → `{p['input']}` ({p['found']})"
+                                                 for p in imported["state_pairs"]) + "."
+    inserted = imported["requantizations_inserted"]
+    if inserted:
+        shown = ", ".join(f"`{name}`" for name in inserted[:6]) + (f" and {len(inserted) - 6} more"
+                                                                   if len(inserted) > 6 else "")
+        lines[-1] += f" {len(inserted)} requantizations inserted by the importer: {shown}."
+    q = imported.get("quantization")
+    if q:
+        lines += ["", f"Quantized here ({q['method']}) over {q['calibration_frames']} calibration frames; "
+                      f"int8 vs float ({q['note']}):", ""]
+        lines += [f"- `{name}`: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                                              for k, v in errors.items())
+                  for name, errors in q["int8_vs_float"].items()]
+    return lines
+
+def source_layer(name: str) -> str:
+    """The source layer a lowered op came from: a tiled FC's pieces (``lstm0/fc/tile3/x``) → ``lstm0/fc``."""
+    import re
+    return re.sub(r"/tile\d+(/.*)?$", "", name)
+
+
+def layer_groups(layers: list[dict]) -> list[dict]:
+    """Vela's per-op rows summed per source layer, in order of first appearance."""
+    groups: dict[str, dict] = {}
+    for l in layers:
+        g = groups.setdefault(source_layer(l["name"]), {"layer": source_layer(l["name"]), "operators": {},
+                                                        "cycles": 0, "npu_cycles": 0, "macs": 0, "weight_bytes": 0})
+        g["operators"][l["operator"]] = g["operators"].get(l["operator"], 0) + 1
+        g["cycles"] += l["cycles"]
+        g["npu_cycles"] += l["npu_cycles"]
+        g["macs"] += l["macs"]
+        g["weight_bytes"] += l["encoded_weight_bytes"]
+    return list(groups.values())
+
+
+def bound_sentence(npu: dict) -> str:
+    total, compute = npu["total_cycles_per_frame"], npu["npu_cycles_per_frame"]
+    wait = total - compute
+    where = ("off-chip flash" if npu["memory"]["off_chip_flash_used_bytes"] else
+             "DRAM" if npu["memory"]["dram_used_bytes"] else "SRAM")
+    if wait > compute:
+        return (f"Bound by weight traffic: the NPU computes for {compute / total:.0%} of the frame and waits for "
+                f"weights streamed from {where} for the rest ({total / compute:.1f}× its compute time).")
+    return (f"Bound by compute: memory traffic (weights read from {where}) adds {wait / total:.0%} "
+            f"to the NPU's compute time.")
+
+
+def render_markdown(report: dict) -> str:
+    from tvmse.plots import report_plots
+    npu, mem = report["npu"], report["npu"]["memory"]
+    mhz = npu["core_clock_hz"] / 1e6
+    rtf = npu["ms_per_frame"] / HOP_MS
+    lines = [
+        f"# tvmse compile report: {Path(report['source']['path']).name}", "",
+        f"**{npu['ms_per_frame']:.3f} ms per {HOP_MS:g} ms frame (real-time factor {rtf:.3f}) on "
+        f"{npu['accelerator']} at {mhz:.0f} MHz: {npu['total_cycles_per_frame']:,} cycles, "
+        f"{npu['npu_cycles_per_frame']:,} of them NPU compute. Flash {mem['flash_bytes']:,} B, "
+        f"SRAM {mem['sram_bytes']:,} B, {len(npu['cpu_fallback_ops'])} ops left on the CPU.**", "",
+        bound_sentence(npu), "",
+        f"Target {report['target']}: system config {npu['system_config']}, memory mode {npu['memory_mode']}. "
+        f"Figures are {npu['source']} estimates, not measurements.", "",
+    ]
+    lines += [f"![{title}]({file})" for file, title in report_plots(report)] + [""]
+    lines += ["## Per frame", "", "| figure | value |", "|---|---:|",
+              f"| total cycles | {npu['total_cycles_per_frame']:,} |",
+              f"| NPU cycles | {npu['npu_cycles_per_frame']:,} |",
+              f"| memory wait | {npu['total_cycles_per_frame'] - npu['npu_cycles_per_frame']:,} |",
+              f"| time at {mhz:.0f} MHz | {npu['ms_per_frame']:.3f} ms |",
+              f"| real-time factor | {rtf:.3f} |",
+              f"| MACs | {npu['macs_per_frame']:,} |",
+              f"| NPU ops after Vela's lowering | {npu['vela_ops']} |",
+              f"| ops left on the CPU | {len(npu['cpu_fallback_ops'])} |", ""]
+    lines += [f"- *{name}*: {what}" for name, what in LABELS] + [""]
+    lines += ["## Memory", "", "| figure | bytes |", "|---|---:|",
+              f"| flash (optimised model) | {mem['flash_bytes']:,} |",
+              f"| of which encoded weights | {mem['encoded_weight_bytes']:,} |",
+              f"| int8 weights before encoding | {mem['original_weight_bytes']:,} |",
+              f"| SRAM (arena) | {mem['sram_bytes']:,} |", ""]
+    lines += model_markdown(report["model"]) + import_markdown(report) + [""]
+    lines += passes_markdown(report) + [""]
+    groups = layer_groups(npu["layers"])
+    lines += ["## Per layer (Vela, summed per source layer)", "",
+              f"{len(npu['layers'])} Vela ops in {len(groups)} source layers; a tiled FC's pieces and the copies "
+              "that gather its inputs are summed into its row.", "",
+              "| source layer | Vela ops | total cycles | NPU cycles | memory wait | MACs | encoded weight bytes |",
+              "|---|---|---:|---:|---:|---:|---:|"]
+    for g in groups:
+        ops = ", ".join(f"{n} {op}" if n > 1 else op for op, n in g["operators"].items())
+        lines.append(f"| {g['layer']} | {ops} | {g['cycles']:,} | {g['npu_cycles']:,} | "
+                     f"{g['cycles'] - g['npu_cycles']:,} | {g['macs']:,} | {g['weight_bytes']:,} |")
     if npu["cpu_fallback_ops"]:
         lines += ["", "CPU fallback ops: " + ", ".join(npu["cpu_fallback_ops"])]
     v = report["verification"]

@@ -47,6 +47,7 @@ from pathlib import Path
 
 import torch
 
+from tvmse.cli import command_parser
 from tvmse.data import Corpus, TrainingBatches, default_corpus_manifest
 from tvmse.data.batches import Batch
 from tvmse.errors import ConfigError, ModelFileError, run_command
@@ -468,8 +469,7 @@ class Trainer:
 # ---- command line --------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     d = TrainConfig()
-    p = argparse.ArgumentParser(prog="python -m tvmse.train", description=__doc__.split("\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = command_parser("train", __doc__)
     p.add_argument("--data", default=d.data, help="corpus manifest.json")
     p.add_argument("--split", default=d.split, help="corpus split to train on")
     p.add_argument("--out", required=True, help="run folder (checkpoints, float.pt, final.pt)")

@@ -75,14 +75,52 @@ def cpu_section(network, glue, run: emulate.EmulatedRun | None, runner_notes: di
     return section
 
 
+def kernel_groups(kernels: list[dict]) -> list[dict]:
+    """QEMU's per-kernel instruction counts summed per source layer, in call order."""
+    from tvmse.report import source_layer
+    groups: dict[str, dict] = {}
+    for k in kernels:
+        g = groups.setdefault(source_layer(k["op"]), {"op": source_layer(k["op"]), "kinds": {}, "kernels": 0,
+                                                      "instructions_per_frame": 0.0, "macs": 0})
+        g["kinds"][k["kind"]] = g["kinds"].get(k["kind"], 0) + 1
+        g["kernels"] += 1
+        g["instructions_per_frame"] += k["instructions_per_frame"]
+        g["macs"] += k["macs"] or 0
+    return list(groups.values())
+
+
+def _summary_markdown(report: dict) -> list[str]:
+    """The lead paragraph: instructions per frame against the 16 ms hop, RAM, flash, what dominates."""
+    from tvmse.report import HOP_MS
+    cpu, q = report["cpu"], report["cpu"].get("qemu")
+    ram = cpu["arena_bytes"] + cpu["state_bytes"]
+    if not q:
+        return [f"**RAM {ram:,} B (arena {cpu['arena_bytes']:,} B + state {cpu['state_bytes']:,} B), "
+                f"{cpu['kernels']} kernels.** Compile with `--run qemu` for instruction counts and code sizes.", ""]
+    per_frame = q["instructions_per_frame"]
+    mhz = per_frame / (HOP_MS * 1e3)
+    fc = sum(k["instructions_per_frame"] for k in q["kernels"] if k["kind"] == "fully_connected")
+    s = q["sizes"]
+    return [f"**{per_frame:,.0f} instructions per {HOP_MS:g} ms frame: at one instruction per cycle the "
+            f"Cortex-M55 keeps up with live audio from {mhz:,.0f} MHz. Flash {s['text'] + s['rodata']:,} B "
+            f"(code {s['text']:,} + weights and tables {s['rodata']:,}), RAM {ram + s['stack_high_water']:,} B "
+            f"(arena, state, stack).**", "",
+            f"Bound by compute in the FC kernels: {fc / per_frame:.0%} of the instructions (weights are read once "
+            f"per frame; QEMU has no memory or cycle model).", ""]
+
+
 def render_markdown(report: dict) -> str:
+    from tvmse.plots import report_plots
+    from tvmse.report import import_markdown, model_markdown, passes_markdown
     cpu, model = report["cpu"], report["model"]
-    lines = [f"# tvmse compile report: {Path(report['source']['path']).name}", "",
-             f"Target **cortex-m55**: the whole network as C for the Cortex-M55 ({len(model['outputs'])} outputs, "
-             f"{model['macs_per_frame']:,} MACs/frame), {cpu['kernels']} TVM-generated kernels.", "",
-             "| RAM figure | bytes |", "|---|---:|",
-             f"| arena (all intermediate tensors) | {cpu['arena_bytes']:,} |",
-             f"| streaming state (caller's tvmse_state_t) | {cpu['state_bytes']:,} |", ""]
+    lines = [f"# tvmse compile report: {Path(report['source']['path']).name}", ""]
+    lines += _summary_markdown(report)
+    lines += [f"Target **cortex-m55**: the whole network as C for the Cortex-M55 ({len(model['outputs'])} outputs, "
+              f"{model['macs_per_frame']:,} MACs/frame), {cpu['kernels']} TVM-generated kernels.", ""]
+    lines += [f"![{title}]({file})" for file, title in report_plots(report)] + [""]
+    lines += ["| RAM figure | bytes |", "|---|---:|",
+              f"| arena (all intermediate tensors) | {cpu['arena_bytes']:,} |",
+              f"| streaming state (caller's tvmse_state_t) | {cpu['state_bytes']:,} |", ""]
     q = cpu.get("qemu")
     if q:
         s = q["sizes"]
@@ -94,14 +132,18 @@ def render_markdown(report: dict) -> str:
                   f"| text (code) | {s['text']:,} B |", f"| rodata (weights, tables) | {s['rodata']:,} B |",
                   f"| data | {s['data']:,} B |", f"| bss (arena) | {s['bss']:,} B |",
                   f"| stack high-water mark | {s['stack_high_water']:,} B |", "",
-                  "| kernel | op | kind | instructions / frame | MACs | instructions / MAC |",
-                  "|---|---|---|---:|---:|---:|"]
-        for k in q["kernels"]:
-            per_mac = f"{k['instructions_per_mac']:.3f}" if k["instructions_per_mac"] else ""
-            lines.append(f"| `{k['function']}` | {k['op']} | {k['kind']} | {k['instructions_per_frame']:,.0f} | "
-                         f"{k['macs'] or ''} | {per_mac} |")
+                  "Per source layer (kernels of a tiled FC summed into its row):", "",
+                  "| source layer | kernels | instructions / frame | MACs | instructions / MAC |",
+                  "|---|---|---:|---:|---:|"]
+        for g in kernel_groups(q["kernels"]):
+            kinds = ", ".join(f"{n} {kind}" if n > 1 else kind for kind, n in g["kinds"].items())
+            macs, per_mac = ("", "")
+            if g["macs"]:
+                macs, per_mac = f"{g['macs']:,}", f"{g['instructions_per_frame'] / g['macs']:.3f}"
+            lines.append(f"| {g['op']} | {kinds} | {g['instructions_per_frame']:,.0f} | {macs} | {per_mac} |")
     for runner, note in cpu["runs"].items():
         lines += ["", f"{runner}: {note}"]
+    lines += [""] + model_markdown(model) + import_markdown(report) + [""] + passes_markdown(report)
     lines += ["", "## Files", ""] + [f"- `{n}`: {w}" for n, w in report["artifacts"].items()]
     return "\n".join(lines) + "\n"
 
@@ -129,11 +171,20 @@ def compile_cortex_m(model_path: Path, output_dir: Path, run: str | None = None,
                      force: bool = False) -> dict:
     """Compile for the Cortex-M55 into ``output_dir`` (see the module docstring); returns the report.
     ``force`` allows replacing an existing folder tvmse did not write."""
+    return compile_cortex_m_graph(model_path, output_dir, run, ram_budget, frames, disabled_passes, state,
+                                  calibration, percentile, features, force)[0]
+
+
+def compile_cortex_m_graph(model_path: Path, output_dir: Path, run: str | None = None, ram_budget: int | None = None,
+                           frames: int = 50, disabled_passes: tuple[str, ...] = (),
+                           state: dict[str, str] | None = None, calibration=None, percentile=None, features=None,
+                           force: bool = False):
+    """:func:`compile_cortex_m`, returning (report, the compiled IntegerGraph)."""
     from tvmse import __version__
-    from tvmse.compile import _write_report, check_positive, import_section, load_model
+    from tvmse.compile import _write_report, check_positive, import_section, load_model, save_integer_graph
     from tvmse.output_folder import check_output_dir, staged_output
     from tvmse.passes.pipeline import check_disabled, run_pipeline
-    from tvmse.report import _sha256, model_section
+    from tvmse.report import _sha256, model_section, pipeline_section
     from tvmse.targets.host import HostReference
 
     check_runner(run)
@@ -160,13 +211,15 @@ def compile_cortex_m(model_path: Path, output_dir: Path, run: str | None = None,
             ("tvmse_weights.c", "constants (flash)"), ("tvmse_kernels.c", "TVM-generated element-wise kernels"),
             ("tvmse_kernels_fc.c", "TVM-generated FC kernels (clang: -mllvm -force-vector-width=16)"),
             ("tvmse_tvm_abi.h", "C types of TVM's packed-FFI kernels")]}
+        save_integer_graph(graph, staging, artifacts)
         artifacts.update({"report.json": "all figures, machine-readable", "report.md": "this report"})
         report = {"tvmse_version": __version__, "source": {"path": str(model_path), "sha256": _sha256(model_path)},
                   "target": "cortex-m55", "model": model_section(graph),
                   "cpu": cpu_section(network, glue, emulated, notes), "passes": list(rewrites),
-                  "import": import_section(imported), "artifacts": artifacts}
-        _write_report(staging, report, render_markdown(report))
-    return report
+                  "import": import_section(imported), "pipeline": pipeline_section(rewrites, disabled_passes),
+                  "artifacts": artifacts}
+        _write_report(staging, report, render_markdown)
+    return report, graph
 
 
 def summary_line(report: dict) -> str:

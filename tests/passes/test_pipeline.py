@@ -58,4 +58,6 @@ def test_compile_report_lists_rewrites_and_state_slots(tmp_path):
     layers = {r["layer"]: r for r in result.report["passes"]}
     assert layers["lstm0/fc"]["before"] == [128, 52] and layers["lstm0/fc"]["after"] == [96, 44]
     assert layers["lstm0/fc"]["cycles_after"] < layers["lstm0/fc"]["cycles_before"]
-    assert "## Rewrites" in (tmp_path / "out" / "report.md").read_text()
+    markdown = (tmp_path / "out" / "report.md").read_text()
+    assert "## Passes" in markdown and "| fold_dead_units | lstm0/fc | 128×52 → 96×44 |" in markdown
+    assert "`h0`: 24 slots ← source 0, 2–4, 6–8," in markdown
