@@ -91,13 +91,15 @@ def test_interrupted_is_a_keyboard_interrupt():
     assert isinstance(Interrupted(signal.SIGTERM), KeyboardInterrupt)
 
 
-@pytest.mark.parametrize("module", ["tvmse.train", "tvmse.prune", "tvmse.evaluate"])
+@pytest.mark.parametrize("module", ["tvmse.train", "tvmse.prune", "tvmse.evaluate", "tvmse.quantize"])
 def test_training_side_commands_use_the_boundary(module, tmp_path):
     """A missing input is one ``tvmse: error:`` line with exit 2 in every command."""
     args = {"tvmse.train": ["--out", str(tmp_path / "run"), "--init", str(tmp_path / "none.pt"),
                             "--data", str(tmp_path / "none.json")],
             "tvmse.prune": [str(tmp_path / "none.pt"), "--structure", "unit", "--sparsity", "0.5"],
-            "tvmse.evaluate": [str(tmp_path / "none.onnx"), "--data", str(tmp_path / "none.json")]}[module]
+            "tvmse.evaluate": [str(tmp_path / "none.onnx"), "--data", str(tmp_path / "none.json")],
+            "tvmse.quantize": [str(tmp_path / "none.onnx"), "--output", str(tmp_path / "q.onnx"),
+                               "--calibration", str(tmp_path / "none.npz")]}[module]
     started = time.monotonic()
     r = subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, timeout=300,
                        env={**os.environ, "TVMSE_LOG_DIR": str(tmp_path / "logs")})

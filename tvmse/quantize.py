@@ -33,7 +33,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from tvmse.errors import ConfigError, ModelFileError, QuantizationError, TvmseError
+from tvmse.errors import ConfigError, ModelFileError, QuantizationError, TvmseError, cli_entry
 from tvmse.frontend.onnx_cells import lower_recurrent_cells
 from tvmse.frontend.onnx_fold import (divisions_to_multiplications, fold_constants, fold_pad_into_conv, gather_to_slice,
                                      remove_identities)
@@ -569,6 +569,7 @@ def add_calibration_arguments(p: argparse.ArgumentParser) -> None:
                    help="activation ranges from this percentile of the observed values (default: min/max)")
 
 
+@cli_entry
 def main(argv: list[str] | None = None) -> int:
     from tvmse.cli import command_parser
     p = command_parser("quantize", __doc__)
