@@ -187,7 +187,7 @@ def compile_model(model_path: str | os.PathLike, target: str = "ethos-u55", acce
             exported = export_module(model_path, example_inputs, output_names,
                                      Path(work) / f"{type(model_path).__name__.lower()}.onnx")
             return compile_model(exported, target, accelerator_config, system_config, memory_mode,
-                                 output_dir or Path("out") / f"{exported.stem}-{target}", verify_trials,
+                                 output_dir, verify_trials,
                                  disabled_passes, state, calibration, percentile, force=force, features=features,
                                  run=run, ram_budget=ram_budget, frames=frames)
     if target == CORTEX_M_TARGET:
