@@ -75,13 +75,17 @@ def npu_section(build: EthosUBuild) -> dict:
 
 
 def build_report(source: Path, graph: IntegerGraph, build: EthosUBuild, target: str, artifacts: dict,
-                 rewrites: list[dict] = ()) -> dict:
+                 rewrites: list[dict] = (), npu: dict | None = None, placement: dict | None = None) -> dict:
+    """``npu``: the NPU section when it is not one Vela build's (a segmented build's, from
+    ``targets.ethosu.segment_report``), with its ``placement`` section."""
+    extra = {"placement": placement} if placement is not None else {}
     return {
         "tvmse_version": tvmse.__version__,
         "source": {"path": str(source), "sha256": _sha256(source)},
         "target": target,
         "model": model_section(graph),
-        "npu": npu_section(build),
+        "npu": npu if npu is not None else npu_section(build),
+        **extra,
         "verification": {
             "tflite_vs_host_reference": "bit-exact" if build.verified_trials > 0 else "not run",
             "random_input_sets": max(build.verified_trials, 0),
@@ -142,6 +146,9 @@ def render_markdown(report: dict) -> str:
         lines += [f"| {r['pass']} | {r['layer']} | {r.get('before')} | {r.get('after')} | {r.get('macs_before', '')} | "
                   f"{r.get('macs_after', '')} | {r.get('cycles_before', '')} | {r.get('cycles_after', '')} | "
                   f"{r.get('decision', r.get('rewrite', ''))} |" for r in report["passes"]]
+    if report.get("placement"):
+        from tvmse.targets.ethosu.segment_report import render_markdown as placement_markdown
+        lines += [""] + placement_markdown(report["placement"])
     lines += ["", "## Per layer (Vela)", "",
               "| op | Vela operator | cycles | NPU cycles | MACs | encoded weight bytes |",
               "|---|---|---:|---:|---:|---:|"]
