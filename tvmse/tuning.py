@@ -130,6 +130,11 @@ def apply(source: IntegerGraph, decisions: Decisions, accelerator: str, config=N
     if replaced:
         ops = [new for op in graph.ops for new in replaced.get(op.name, [op])]
         graph = IntegerGraph(list(graph.inputs), list(graph.outputs), ops, dict(graph.state_slots))
+    from tvmse.targets.ethosu.segments import weighted_layers
+    unplaceable = sorted(set(decisions.placement) - set(weighted_layers(graph)))
+    if unplaceable:
+        raise TuningError(f"placement names layers without weights in this model: {', '.join(unplaceable)} "
+                          f"(layers: {', '.join(weighted_layers(graph))})")
     return graph, records
 
 
