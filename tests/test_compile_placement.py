@@ -39,3 +39,12 @@ def test_sram_budget_below_the_arena_is_a_clean_error(small_onnx, tmp_path):
         assert [l for l in result.stderr.splitlines() if l.startswith("tvmse: error:")], result.stderr
         assert phrase in result.stderr, result.stderr
         assert not out.exists() and not list(tmp_path.glob(".placed.tmp-*"))
+
+
+def test_placement_options_are_refused_for_the_cpu_target(small_onnx, tmp_path, capsys):
+    from tvmse.compile import main
+    code = main([str(small_onnx), "--target", "cortex-m55", "--sram-budget", "1000", "--output-dir",
+                 str(tmp_path / "cpu")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("tvmse: error:") and "--ram-budget" in err
+    assert not (tmp_path / "cpu").exists()
