@@ -151,3 +151,10 @@ def test_autotune_cli_refuses_bad_options(small_onnx, tmp_path, capsys):
         assert code == 2 and "Traceback" not in err
         assert err.startswith("tvmse: error:") and phrase in err, err
     assert not (tmp_path / "t.json").exists()
+
+
+def test_a_spent_time_budget_still_returns_the_default_build(small_onnx, budget, tmp_path):
+    result = autotune(small_onnx, "ethos-u55", budget, time_budget=1e-6, workers=1, verify_trials=0,
+                      output=tmp_path / "t.json", progress=lambda line: None)
+    assert result.evaluations == 1 and result.tuned_cycles == result.default_cycles
+    assert tuning.load(tmp_path / "t.json").decisions.placement == ()

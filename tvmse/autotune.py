@@ -124,8 +124,8 @@ class Evaluator:
         candidate of the batch could be run."""
         fresh = [d for d in dict.fromkeys(batch) if d.key() not in self.considered]
         remaining = self._remaining()
-        if fresh and ((remaining is not None and remaining <= 0) or self._out_of_time()):
-            raise OutOfTrials()
+        if self.considered and fresh and ((remaining is not None and remaining <= 0) or self._out_of_time()):
+            raise OutOfTrials()  # (the first candidate, the default build, always runs)
         allowed = fresh if remaining is None else fresh[:remaining]
         todo = [d for d in allowed if self.db.get(d) is None]
         self.considered.update(d.key() for d in allowed)
