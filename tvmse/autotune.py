@@ -293,8 +293,9 @@ def autotune(model: str | os.PathLike, target: str = "ethos-u55", sram_budget: i
              accelerator_config: str | None = None, system_config: str | None = None, memory_mode: str | None = None,
              trials: int | None = None, time_budget: float | None = None, db: str | os.PathLike | None = None,
              output: str | os.PathLike | None = None, workers: int = DEFAULT_WORKERS, seed: int = 0,
-             verify_trials: int = 8, progress=print) -> TuneResult:
-    """Tune ``model`` for ``target`` within ``sram_budget`` bytes; see the module docstring."""
+             verify_trials: int = 8, progress=print, state: dict[str, str] | None = None) -> TuneResult:
+    """Tune ``model`` for ``target`` within ``sram_budget`` bytes; see the module docstring. ``state``
+    pairs state inputs with their outputs as ``compile --state`` does."""
     from tvmse.compile import CORTEX_M_TARGET, load_model, resolve_vela_config
     from tvmse.passes.pipeline import run_pipeline
 
@@ -312,7 +313,7 @@ def autotune(model: str | os.PathLike, target: str = "ethos-u55", sram_budget: i
     config = resolve_vela_config(target, accelerator_config, system_config, memory_mode)
     started = time.monotonic()
     model = Path(model)
-    source = load_model(model)
+    source = load_model(model, state).graph
     identity = {"model_sha256": tuning.model_hash(model), "target": tuning.target_of(config),
                 "tools": tuning.tool_versions()}
     database = TuningDatabase(db, identity)
@@ -427,6 +428,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--db", metavar="TUNING.jsonl", help="append-only database of evaluations; reruns resume from it")
     p.add_argument("--output", required=True, metavar="TUNING.json", help="the tuning file to write")
     p.add_argument("--workers", type=int, default=DEFAULT_WORKERS, help="parallel evaluation processes (default 2)")
+    p.add_argument("--state", action="append", default=[], metavar="IN=OUT",
+                   help="pair a state input with the output that feeds it next step, as for compile (repeatable)")
     p.add_argument("--seed", type=int, default=0, help="order of the one-layer changes tried (default 0)")
     p.add_argument("-q", "--quiet", action="store_true", help="only the final table")
     return p.parse_args(argv)
@@ -436,10 +439,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="tvmse: %(message)s", stream=sys.stderr)
     progress = (lambda line: None) if args.quiet else (lambda line: print(line, flush=True))
+    from tvmse.compile import parse_state_pairs
     try:
         result = autotune(args.model, args.target, args.sram_budget, args.accelerator_config, args.system_config,
                           args.memory_mode, args.trials, args.time_budget, args.db, args.output, args.workers,
-                          args.seed, progress=progress)
+                          args.seed, progress=progress, state=parse_state_pairs(args.state))
     except TvmseError as e:
         print(f"tvmse: error: {e}", file=sys.stderr)
         return e.exit_code

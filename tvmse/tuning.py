@@ -19,6 +19,7 @@ tuner measured. ``load`` checks every field and says what is wrong with a hostil
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -129,7 +130,7 @@ def apply(source: IntegerGraph, decisions: Decisions, accelerator: str, config=N
                         "macs_after": int(sum(o.consts["weight"].size for o in parts))})
     if replaced:
         ops = [new for op in graph.ops for new in replaced.get(op.name, [op])]
-        graph = IntegerGraph(list(graph.inputs), list(graph.outputs), ops, dict(graph.state_slots))
+        graph = dataclasses.replace(graph, ops=ops)  # inputs, outputs, state slots and pairs unchanged
     from tvmse.targets.ethosu.segments import weighted_layers
     unplaceable = sorted(set(decisions.placement) - set(weighted_layers(graph)))
     if unplaceable:
