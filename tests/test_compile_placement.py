@@ -32,7 +32,7 @@ def test_sram_budget_places_layers_and_reports_segments(small_onnx, tmp_path):
 
 def test_sram_budget_below_the_arena_is_a_clean_error(small_onnx, tmp_path):
     out = tmp_path / "placed"
-    for budget, phrase in ((100, "--sram-budget 100 B"), (0, "positive number of bytes")):
+    for budget, phrase in ((100, "--sram-budget 100 B"), (0, "--sram-budget 0: must be a whole number ≥ 1")):
         result = _run_cli(small_onnx, "--sram-budget", budget, "--output-dir", out)
         assert result.returncode == 2
         assert "Traceback" not in result.stderr

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tvmse import tuning
-from tvmse.errors import ConfigError, TvmseError
+from tvmse.errors import ConfigError, TvmseError, cli_entry
 from tvmse.ir import IntegerGraph
 from tvmse.tuning import Decisions
 from tvmse.tuning_db import TuningDatabase
@@ -435,18 +435,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+@cli_entry
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="tvmse: %(message)s", stream=sys.stderr)
     progress = (lambda line: None) if args.quiet else (lambda line: print(line, flush=True))
     from tvmse.compile import parse_state_pairs
-    try:
-        result = autotune(args.model, args.target, args.sram_budget, args.accelerator_config, args.system_config,
-                          args.memory_mode, args.trials, args.time_budget, args.db, args.output, args.workers,
-                          args.seed, progress=progress, state=parse_state_pairs(args.state))
-    except TvmseError as e:
-        print(f"tvmse: error: {e}", file=sys.stderr)
-        return e.exit_code
+    result = autotune(args.model, args.target, args.sram_budget, args.accelerator_config, args.system_config,
+                      args.memory_mode, args.trials, args.time_budget, args.db, args.output, args.workers,
+                      args.seed, progress=progress, state=parse_state_pairs(args.state))
     if args.quiet:
         print(result.table)
     print(f"tuning file: {args.output} (use: python -m tvmse.compile {args.model} --tuning {args.output})")

@@ -392,10 +392,6 @@ def main(argv: list[str] | None = None) -> int:
 def _main_cortex_m(args: argparse.Namespace) -> int:
     """``--target cortex-m55``: see ``tvmse.targets.cortex_m.compile_cpu``."""
     from tvmse.targets.cortex_m.compile_cpu import compile_cortex_m, summary_line
-    if args.sram_budget is not None or args.tuning is not None:
-        print("tvmse: error: --sram-budget and --tuning place Ethos-U weights; for cortex-m55 use --ram-budget",
-              file=sys.stderr)
-        return 2
     model = Path(args.model)
     output_dir = Path(args.output_dir) if args.output_dir else default_output_dir(
         model, (CORTEX_M_TARGET,), args.disable_pass)
