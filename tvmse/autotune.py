@@ -99,6 +99,7 @@ class Evaluator:
     new_seconds: float = 0.0
     best: tuple | None = None          # (cycles, sram, decisions) of the best candidate within budget
     default_cycles: int | None = None
+    greedy_cycles: int | None = None   # the best after the greedy placement of the default structure
     budget: int = 0
     pool: ProcessPoolExecutor | None = None
 
@@ -283,6 +284,7 @@ class TuneResult:
     tuned_cycles: int
     sram_bytes: int
     flash_bytes: int
+    greedy_cycles: int | None  # the greedy placement alone (what compile --sram-budget builds); None if not reached
     evaluations: int          # candidates evaluated (from the database or new)
     new_evaluations: int
     seconds: float
@@ -342,6 +344,7 @@ def _search(ev: Evaluator, config, default: Decisions, seed: int) -> None:
                              f"(Vela's arena), more than --sram-budget {ev.budget:,} B; raise the budget")
         options = {fold: tiling_options(ev.source, fold, config) for fold in (True, False)}
         greedy_for(ev, default, config.accelerator)
+        ev.greedy_cycles = ev.best[0]
         greedy_for(ev, _placement_matched(ev.best[2], options[True]), config.accelerator)
         for structure in _structures(ev.source, config, default, options):
             greedy_for(ev, structure, config.accelerator)
@@ -395,8 +398,8 @@ def _finish(ev: Evaluator, model: Path, config, source, default: Decisions, iden
     seconds = time.monotonic() - started
     table = _table(model, config, budget, default_result, result, best, len(ev.considered), ev.new, seconds)
     progress(table)
-    return TuneResult(plan, default_result["cycles"], cycles, sram, result["flash_bytes"], len(ev.considered),
-                      ev.new, seconds, table)
+    return TuneResult(plan, default_result["cycles"], cycles, sram, result["flash_bytes"], ev.greedy_cycles,
+                      len(ev.considered), ev.new, seconds, table)
 
 
 def _table(model: Path, config, budget: int, default: dict, tuned: dict, best: Decisions, evaluations: int,

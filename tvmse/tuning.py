@@ -231,7 +231,8 @@ def load(path: str | os.PathLike) -> TuningFile:
         model_sha256=_field(data, "model_sha256", str, where), target=target, tools=tools,
         sram_budget=_field(data, "sram_budget", int, where),
         decisions=Decisions.from_json(_field(data, "decisions", dict, where), where),
-        tuned_cycles=_field(data, "tuned_cycles", int, where), default_cycles=_field(data, "default_cycles", int, where),
+        tuned_cycles=_field(data, "tuned_cycles", int, where),
+        default_cycles=_field(data, "default_cycles", int, where),
         sram_bytes=_field(data, "sram_bytes", int, where))
 
 
@@ -240,7 +241,8 @@ def check_matches(tuning: TuningFile, path: str | os.PathLike, model_path: str |
     where = f"tuning file {path}"
     if tuning.model_sha256 != model_hash(model_path):
         raise TuningError(f"{where} was made for another model (SHA-256 {tuning.model_sha256[:12]}…, "
-                          f"{model_path} is {model_hash(model_path)[:12]}…); tune this model with python -m tvmse.autotune")
+                          f"{model_path} is {model_hash(model_path)[:12]}…); tune this model with "
+                          "python -m tvmse.autotune")
     if tuning.target != target_of(config):
         raise TuningError(f"{where} was made for {tuning.target}, not {target_of(config)}; pass the same "
                           "--accelerator-config/--system-config/--memory-mode or tune again")
