@@ -16,7 +16,8 @@ import sys
 
 # subcommand → (module with main(argv), one-line summary for `tvmse --help`)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "compile": ("tvmse.compile", "compile an int8 QDQ ONNX step for Ethos-U55/U65/U85 or the Cortex-M55"),
+    "compile": ("tvmse.compile", "compile a model step (int8 .tflite, QDQ or float .onnx) for Ethos-U or the Cortex-M55"),
+    "autotune": ("tvmse.autotune", "search weight placement in SRAM and pass decisions for an Ethos-U build"),
     "quantize": ("tvmse.quantize", "post-training int8 quantization of a float ONNX step (calibrated, TFLite's rules)"),
     "train": ("tvmse.train", "train TinyLSTM (float, int8-weight QAT with sparsity, int8 QAT) and export it"),
     "prune": ("tvmse.prune", "magnitude-prune a trained int8 checkpoint without retraining (baseline)"),

@@ -88,6 +88,8 @@ TARGET_OPTIONS = (
      "bit-exact in the TFLite interpreter (--verify-trials)"),
     ("--ram-budget", "ram_budget", (CORTEX_M_TARGET,), "Vela plans the NPU's memory"),
     ("--frames", "frames", (CORTEX_M_TARGET,), "it sets the frames of --run"),
+    ("--sram-budget", "sram_budget", tuple(TARGETS), "it places Ethos-U weights; the CPU build has --ram-budget"),
+    ("--tuning", "tuning", tuple(TARGETS), "it replays an Ethos-U tuning"),
 )
 
 
@@ -174,12 +176,16 @@ def compile_model(model_path: str | os.PathLike, target: str = "ethos-u55", acce
                   calibration: str | os.PathLike | None = None, percentile: float | None = None,
                   example_inputs: dict | None = None, output_names: list[str] | None = None,
                   force: bool = False, features: str | None = None, run: str | None = None,
-                  ram_budget: int | None = None, frames: int = 50) -> CompileResult:
+                  ram_budget: int | None = None, frames: int = 50, sram_budget: int | None = None,
+                  tuning: str | os.PathLike | None = None) -> CompileResult:
     """Compile a model (a file, or a torch module with ``example_inputs``) for an Ethos-U NPU or, with
     ``target="cortex-m55"``, as C for the CPU; see the module docstring for what is written.
 
     The parameters are the command line's options: ``force`` allows replacing an existing folder tvmse
-    did not write; ``run``, ``ram_budget`` and ``frames`` apply to cortex-m55.
+    did not write; ``run``, ``ram_budget`` and ``frames`` apply to cortex-m55. ``sram_budget`` (bytes):
+    place layers' weights in SRAM greedily within it (``targets.ethosu.placement``); ``tuning``: replay a
+    tuning file of ``python -m tvmse.autotune`` (checked against the model, target and tool versions). Both
+    build in placement segments (``_compile_placed``).
     """
     if not isinstance(model_path, (str, os.PathLike)):   # a torch.nn.Module: export it, compile the file
         from tvmse.frontend.torch_export import export_module
@@ -189,7 +195,8 @@ def compile_model(model_path: str | os.PathLike, target: str = "ethos-u55", acce
             return compile_model(exported, target, accelerator_config, system_config, memory_mode,
                                  output_dir, verify_trials,
                                  disabled_passes, state, calibration, percentile, force=force, features=features,
-                                 run=run, ram_budget=ram_budget, frames=frames)
+                                 run=run, ram_budget=ram_budget, frames=frames, sram_budget=sram_budget,
+                                 tuning=tuning)
     if target == CORTEX_M_TARGET:
         return _compile_cortex_m(Path(model_path), output_dir, run, ram_budget, frames, tuple(disabled_passes),
                                  state, calibration, percentile, force, features)
@@ -207,6 +214,9 @@ def compile_model(model_path: str | os.PathLike, target: str = "ethos-u55", acce
     output_dir = Path(output_dir) if output_dir else default_output_dir(
         model_path, (config.accelerator, config.memory_mode), disabled_passes)
     check_output_dir(output_dir, model_path, force)
+    if sram_budget is not None or tuning is not None:
+        return _compile_placed(model_path, config, output_dir, verify_trials, tuple(disabled_passes), sram_budget,
+                               tuning, (state, calibration, percentile, features), force)
     logger.info("importing %s into the integer form", model_path)
     imported = load_model(model_path, state, calibration, percentile, features)
     with staged_output(output_dir, model_path, force) as staging:
@@ -259,6 +269,88 @@ def save_integer_graph(graph: IntegerGraph, folder: Path, artifacts: dict) -> No
     artifacts[INTEGER_GRAPH_FILE] = "the compiled integer form (TVM IRModule JSON), run by `tvmse enhance --compiled`"
 
 
+def _compile_placed(model_path: Path, config, output_dir: Path, verify_trials: int, disabled: tuple[str, ...],
+                    sram_budget: int | None, tuning_path, import_options: tuple, force: bool) -> CompileResult:
+    """``--sram-budget`` (greedy placement) or ``--tuning`` (replay): a build in placement segments.
+
+    Writes ``<name>_seg<k>_vela.tflite`` / ``<name>_seg<k>_int8.tflite`` per segment, the whole
+    ``<name>_int8.tflite``, the segmented C glue and the report with its placement section."""
+    from tvmse import tuning
+    from tvmse.errors import BudgetError
+    from tvmse.passes.pipeline import run_pipeline
+    from tvmse.report import build_report, render_markdown
+    from tvmse.targets.ethosu import build_segmented, lower_to_tflite, segment_report
+    from tvmse.targets.ethosu.placement import greedy_placement
+    from tvmse.targets.host import HostReference
+
+    check_positive(sram_budget=sram_budget)
+    plan = None
+    if tuning_path is not None:
+        if disabled:
+            raise ConfigError("--tuning replays the tuned pass decisions; drop --disable-pass")
+        plan = tuning.load(tuning_path)
+        tuning.check_matches(plan, tuning_path, model_path, config)
+        sram_budget = plan.sram_budget if sram_budget is None else sram_budget
+    name = model_path.stem
+    logger.info("importing %s into the integer form", model_path)
+    imported = load_model(model_path, *import_options)
+    source = imported.graph
+    with staged_output(output_dir, model_path, force) as staging:
+        default_graph, default_rewrites = run_pipeline(source, disabled, config)
+        default = build_segmented(default_graph, config, ())
+        if plan is None:
+            chosen = greedy_placement(default_graph, config, sram_budget)
+            graph, rewrites, placement, how = (default_graph, default_rewrites, chosen.build.placement,
+                                               f"greedy placement per layer under --sram-budget ({chosen.builds} "
+                                               "segmented Vela builds)")
+        else:
+            graph, rewrites = tuning.apply(source, plan.decisions, config.accelerator, config)
+            placement, how = plan.decisions.placement, f"replayed from tuning file {tuning_path}"
+        reference = HostReference(graph)
+        build = build_segmented(graph, config, placement, reference, verify_trials, name)
+        if build.sram_bytes > sram_budget:
+            raise BudgetError(f"the placement needs {build.sram_bytes:,} B of SRAM, more than the budget "
+                              f"{sram_budget:,} B; tune again with this budget")
+        artifacts = {f"{name}_int8.tflite": "int8 TFLite model of the whole network (runs in a TFLite interpreter)"}
+        (staging / f"{name}_int8.tflite").write_bytes(lower_to_tflite(graph, description=f"tvmse: {name}"))
+        for seg in build.segments:
+            k = seg.segment.index
+            (staging / f"{name}_seg{k}_vela.tflite").write_bytes(seg.vela.optimized_model)
+            (staging / f"{name}_seg{k}_int8.tflite").write_bytes(seg.tflite)
+            artifacts[f"{name}_seg{k}_vela.tflite"] = f"segment {k}, Vela-optimised ({seg.memory_mode})"
+            artifacts[f"{name}_seg{k}_int8.tflite"] = f"segment {k}, int8 TFLite before Vela"
+        if _write_segmented_glue(graph, build, staging / "src"):
+            artifacts["src/"] = "C glue: segments in order via tvmse_npu_invoke(), placed weights copied at tvmse_init"
+        artifacts.update({"report.json": "all figures, machine-readable", "report.md": "this report"})
+        placement_section = segment_report.placement_section(
+            build, sram_budget, default.total_cycles, how, plan.tuned_cycles if plan is not None else None)
+        save_integer_graph(graph, staging, artifacts)
+        report = build_report(model_path, graph, build, config.accelerator.rsplit("-", 1)[0], artifacts, rewrites,
+                              disabled, npu=segment_report.npu_section(build), placement=placement_section)
+        report["import"] = import_section(imported)
+        _write_report(staging, report, render_markdown)
+        if plan is not None:
+            logger.info("tuned build: predicted %d cycles/frame, achieved %d", plan.tuned_cycles, build.total_cycles)
+    return CompileResult(output_dir, report, graph)
+
+
+def _write_segmented_glue(graph: IntegerGraph, build, directory: Path) -> bool:
+    """The firmware glue of a segmented build; False (with a warning saying why) when it cannot."""
+    from tvmse.targets.cortex_m import npu_glue
+    from tvmse.targets.cortex_m.errors import LoweringError
+    from tvmse.targets.ethosu.vela_model import VelaModelError
+
+    try:
+        generated = npu_glue.generate_segmented(graph, build)
+    except (LoweringError, VelaModelError) as exc:
+        logger.warning("no C glue written (src/): %s", exc)
+        return False
+    directory.mkdir(parents=True, exist_ok=True)
+    for file_name, text in generated.files.items():
+        (directory / file_name).write_text(text)
+    return True
+
+
 def _write_npu_glue(graph: IntegerGraph, optimized_model: bytes, directory: Path) -> bool:
     """Write the firmware glue around Vela's output; False (with a warning saying why) when it cannot.
 
@@ -302,6 +394,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "default: found by name or size)")
     from tvmse.quantize import add_calibration_arguments
     add_calibration_arguments(p)
+    p.add_argument("--sram-budget", type=int, metavar="BYTES",
+                   help="NPU: keep the weights of the layers that gain most in SRAM within this many bytes "
+                        "(arena included); the rest stream from flash (greedy per layer)")
+    p.add_argument("--tuning", metavar="TUNING.json",
+                   help="NPU: replay the decisions of python -m tvmse.autotune (model, target and tools checked)")
     p.add_argument("-q", "--quiet", action="store_true", help="only the summary line")
     # cortex-m55: the whole network as C for the CPU (tvmse.targets.cortex_m.compile_cpu)
     p.add_argument("--run", choices=("qemu", "fvp"),
@@ -318,17 +415,19 @@ def main(argv: list[str] | None = None) -> int:
     from tvmse.progress import log_stages
     log_stages(args.quiet)
     check_target_options(args)
-    check_positive(verify_trials=args.verify_trials, frames=args.frames, ram_budget=args.ram_budget)
+    check_positive(verify_trials=args.verify_trials, frames=args.frames, ram_budget=args.ram_budget,
+                   sram_budget=args.sram_budget)
     if args.target == CORTEX_M_TARGET:
         return _main_cortex_m(args)
     verify_trials = 8 if args.verify_trials is None else args.verify_trials
     result = compile_model(args.model, args.target, args.accelerator_config, args.system_config,
                            args.memory_mode, args.output_dir, verify_trials, tuple(args.disable_pass),
                            parse_state_pairs(args.state), args.calibration, args.percentile, force=args.force,
-                              features=args.features)
+                              features=args.features, sram_budget=args.sram_budget, tuning=args.tuning)
     print(result.summary)
-    print(f"output: {result.output_dir}/ (report.md with plots, report.json, {Path(args.model).stem}_vela.tflite, "
-          f"{Path(args.model).stem}_vela.h)")
+    stem = Path(args.model).stem
+    built = f"{stem}_seg*_vela.tflite" if "placement" in result.report else f"{stem}_vela.tflite, {stem}_vela.h"
+    print(f"output: {result.output_dir}/ (report.md with plots, report.json, {built})")
     return 0
 
 

@@ -81,13 +81,18 @@ def npu_section(build: EthosUBuild) -> dict:
 
 
 def build_report(source: Path, graph: IntegerGraph, build: EthosUBuild, target: str, artifacts: dict,
-                 rewrites: list[dict] = (), disabled_passes: tuple[str, ...] = ()) -> dict:
+                 rewrites: list[dict] = (), disabled_passes: tuple[str, ...] = (), npu: dict | None = None,
+                 placement: dict | None = None) -> dict:
+    """``npu``: the NPU section when it is not one Vela build's (a segmented build's, from
+    ``targets.ethosu.segment_report``), with its ``placement`` section."""
+    extra = {"placement": placement} if placement is not None else {}
     return {
         "tvmse_version": tvmse.__version__,
         "source": {"path": str(source), "sha256": _sha256(source)},
         "target": target,
         "model": model_section(graph),
-        "npu": npu_section(build),
+        "npu": npu if npu is not None else npu_section(build),
+        **extra,
         "verification": {
             "tflite_vs_host_reference": "bit-exact" if build.verified_trials > 0 else "not run",
             "random_input_sets": max(build.verified_trials, 0),
@@ -305,6 +310,9 @@ def render_markdown(report: dict) -> str:
               f"| SRAM (arena) | {mem['sram_bytes']:,} |", ""]
     lines += model_markdown(report["model"]) + import_markdown(report) + [""]
     lines += passes_markdown(report) + [""]
+    if report.get("placement"):
+        from tvmse.targets.ethosu.segment_report import render_markdown as placement_markdown
+        lines += placement_markdown(report["placement"]) + [""]
     groups = layer_groups(npu["layers"])
     lines += ["## Per layer (Vela, summed per source layer)", "",
               f"{len(npu['layers'])} Vela ops in {len(groups)} source layers; a tiled FC's pieces and the copies "

@@ -177,9 +177,15 @@ def _reference_tensors(graph: IntegerGraph, frames: np.ndarray, iface):
 
 
 def _stub_tables(generated, frames, graph) -> str:
-    model, script, starts, data = generated.model, [], [], []
-    for values in _reference_tensors(graph, frames, generated.interface):
-        for call in model.npu_calls:
+    return _stub_tables_for_calls([(generated.model, c) for c in generated.model.npu_calls], generated.interface,
+                                  frames, graph)
+
+
+def _stub_tables_for_calls(calls, interface, frames, graph) -> str:
+    """The stub's script: per NPU call of each frame, the input feature maps to check and the outputs to write."""
+    script, starts, data = [], [], []
+    for values in _reference_tensors(graph, frames, interface):
+        for model, call in calls:
             starts.append(len(script) // 4)
             for kind, tensors in ((0, call.inputs), (1, call.outputs)):
                 for t in tensors:
@@ -191,47 +197,75 @@ def _stub_tables(generated, frames, graph) -> str:
                       qemu.c_array("stub_data", data)])
 
 
-def test_glue_links_with_gcc_and_runs_cpu_ops_bit_exact_under_a_recording_npu_stub(compiled, tmp_path):
-    graph, optimized, generated = compiled
+def _run_under_stub(files, calls, interface, graph, tmp_path):
+    """Build the generated C with the recording NPU stub (arm-none-eabi-gcc), run FRAMES frames on QEMU."""
     src, work = tmp_path / "src", tmp_path / "work"
-    src.mkdir()
+    src.mkdir(parents=True)
     work.mkdir()
-    for name, text in generated.files.items():
+    for name, text in files.items():
         (src / name).write_text(text)
-    frames = random_frames(tuple(graph.tensors()[generated.interface.frame].shape), FRAMES, seed=3)
-    calls = len(generated.model.npu_calls)
-    defines = [f"NPU_CALLS={calls}", f"FRAMES={FRAMES}"]
+    frames = random_frames(tuple(graph.tensors()[interface.frame].shape), FRAMES, seed=3)
+    defines = [f"NPU_CALLS={len(calls)}", f"FRAMES={FRAMES}"]
     (work / "stub.c").write_text(_STUB)
     (work / "main.c").write_text(_MAIN)
-    (work / "tables.c").write_text("#include <stdint.h>\n\n" + _stub_tables(generated, frames, graph)
+    (work / "tables.c").write_text("#include <stdint.h>\n\n" + _stub_tables_for_calls(calls, interface, frames, graph)
                                    + qemu.c_array("harness_frames", frames.reshape(-1)))
-    sources = [src / n for n in generated.files if n.endswith(".c")] + [work / "stub.c", work / "main.c",
-                                                                        work / "tables.c"]
+    sources = [src / n for n in files if n.endswith(".c")] + [work / "stub.c", work / "main.c", work / "tables.c"]
     elf = qemu.build_elf(sources, [src], work, compiler="gcc", opt="-O2", defines=defines, name="npu_glue",
                          extra_cflags=["-Wno-unused-variable", "-Wno-unused-but-set-variable"])
     result = qemu.run_elf(elf, timeout=120)
     assert result.exit_code == 0, result.stdout + result.stderr
     arrays = result.arrays()
+    iface = interface
+    expected = [np.concatenate([v[iface.mask].reshape(-1)] + [v[o].reshape(-1) for o in iface.state.values()])
+                for v in _reference_tensors(graph, frames, iface)]
+    return arrays, np.stack(expected).astype(np.int8)
 
-    # every NPU call got Vela's command stream, read-only data and arena offsets
-    log = np.frombuffer(arrays["log"], np.uint32).reshape(calls, -1)
-    for k, call in enumerate(generated.model.npu_calls):
-        cms = generated.model.tensors[call.command_stream].data
+
+def _check_call_log(log, calls):
+    """Every NPU call got Vela's command stream, its read-only data (by content) and arena offsets."""
+    for k, (model, call) in enumerate(calls):
+        cms = model.tensors[call.command_stream].data
         assert list(log[k, :3]) == [_fnv1a(cms), len(cms), len(call.regions)]
-        want = [_fnv1a(generated.model.tensors[call.regions[0]].data),
-                len(generated.model.tensors[call.regions[0]].data)]
+        want = [_fnv1a(model.tensors[call.regions[0]].data), len(model.tensors[call.regions[0]].data)]
         for t in call.regions[1:]:
-            want += [generated.model.tensors[t].offset, generated.model.tensors[t].nbytes]
+            want += [model.tensors[t].offset, model.tensors[t].nbytes]
         assert list(log[k, 3:3 + len(want)]) == want
 
+
+def test_glue_links_with_gcc_and_runs_cpu_ops_bit_exact_under_a_recording_npu_stub(compiled, tmp_path):
+    graph, optimized, generated = compiled
+    calls = [(generated.model, c) for c in generated.model.npu_calls]
+    arrays, expected = _run_under_stub(generated.files, calls, generated.interface, graph, tmp_path)
+    _check_call_log(np.frombuffer(arrays["log"], np.uint32).reshape(len(calls), -1), calls)
     # the NPU's inputs (frame, state, CPU results) matched the host reference in every call
     assert int(np.frombuffer(arrays["mismatches"], np.uint32)[0]) == 0
     # and the step's outputs (mask, new state) equal the host reference's rollout
-    iface = generated.interface
-    expected = [np.concatenate([v[iface.mask].reshape(-1)] + [v[o].reshape(-1) for o in iface.state.values()])
-                for v in _reference_tensors(graph, frames, iface)]
     got = np.frombuffer(arrays["out"], np.int8).reshape(FRAMES, -1)
-    assert np.array_equal(got, np.stack(expected).astype(np.int8))
+    assert np.array_equal(got, expected)
+
+
+def test_segmented_glue_copies_placed_weights_once_and_chains_segments_bit_exact(tmp_path):
+    """A placement that splits the small LSTM into flash / SRAM / flash segments: the glue's region 0 of
+    the SRAM segment is the copy made at tvmse_init (same bytes as Vela's blob), every segment's inputs
+    arrive from the keep buffer or the caller, and the rollout equals the host reference."""
+    from tvmse.targets.ethosu import build_segmented
+    path = export_small_model(tmp_path / "small.onnx", hidden=16, n_bins=24)
+    graph = frontend.load(path)
+    build = build_segmented(graph, VelaConfig("ethos-u55-128"), {"lstm1/fc"}, HostReference(graph), 2)
+    assert [s.segment.in_sram for s in build.segments] == [False, True, False]
+    generated = npu_glue.generate_segmented(graph, build)
+    model_c = generated.files["tvmse_model.c"]
+    assert model_c.count("/* weights flash → SRAM, once */") == 1
+    assert re.search(r"tvmse_npu_regions_s1_0\[\d+\] = \{tvmse_s1_ro0_sram,", model_c)
+    assert generated.sram_weight_bytes == build.sram_weight_bytes > 0
+    assert generated.keep_bytes == build.boundary_bytes > 0
+    arrays, expected = _run_under_stub(generated.files, generated.npu_calls, generated.interface, graph,
+                                       tmp_path / "run")
+    _check_call_log(np.frombuffer(arrays["log"], np.uint32).reshape(len(generated.npu_calls), -1),
+                    generated.npu_calls)
+    assert int(np.frombuffer(arrays["mismatches"], np.uint32)[0]) == 0
+    assert np.array_equal(np.frombuffer(arrays["out"], np.int8).reshape(FRAMES, -1), expected)
 
 
 def test_cli_ethos_u55_writes_the_glue_for_an_all_npu_network(tmp_path):

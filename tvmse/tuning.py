@@ -1,0 +1,252 @@
+"""Tuning decisions and the tuning file: what ``tvmse.autotune`` chooses and ``compile --tuning`` replays.
+
+A candidate build is fully described by its ``Decisions``:
+
+    fold_dead_units   run the unit fold (True) or not
+    tiling            layer → tiling id, e.g. ``"grouped/16@Sram_Only"``: candidate ``grouped/16`` of
+                      ``passes.tile_block_sparse.candidates`` computed for that memory mode's cost;
+                      a layer not listed is left untouched
+    placement         layers whose weights live in SRAM (the rest in flash)
+
+``apply`` turns the imported integer graph and the decisions into the graph to compile; the same
+decisions always give the same graph, so a tuning file replays exactly.
+
+The tuning file (JSON) holds the decisions, the model's SHA-256, the target (accelerator, system
+config, memory mode), the SRAM budget, the versions of tvmse, Vela and TVM, and the cycles the
+tuner measured. ``load`` checks every field and says what is wrong with a hostile or stale file;
+``check_matches`` refuses a file made for another model, target or toolchain.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tvmse.errors import ConfigError, TvmseError
+from tvmse.ir import IntegerGraph
+
+TUNING_FORMAT = "tvmse-tuning/1"
+
+
+class TuningError(TvmseError):
+    """A tuning file or tuning database is unreadable, malformed or made for something else."""
+
+
+@dataclass(frozen=True)
+class Decisions:
+    fold_dead_units: bool = True
+    tiling: tuple[tuple[str, str], ...] = ()     # sorted (layer, tiling id) pairs
+    placement: tuple[str, ...] = ()              # sorted layer names
+
+    @classmethod
+    def make(cls, fold_dead_units: bool = True, tiling: dict[str, str] | None = None, placement=()) -> "Decisions":
+        return cls(bool(fold_dead_units), tuple(sorted((tiling or {}).items())), tuple(sorted(set(placement))))
+
+    def with_placement(self, placement) -> "Decisions":
+        return Decisions(self.fold_dead_units, self.tiling, tuple(sorted(set(placement))))
+
+    def to_json(self) -> dict:
+        return {"fold_dead_units": self.fold_dead_units, "tiling": dict(self.tiling),
+                "placement": list(self.placement)}
+
+    @classmethod
+    def from_json(cls, data, where: str) -> "Decisions":
+        if not isinstance(data, dict) or set(data) != {"fold_dead_units", "tiling", "placement"}:
+            raise TuningError(f"{where}: 'decisions' must be an object with fold_dead_units, tiling and placement")
+        fold, tiling, placement = data["fold_dead_units"], data["tiling"], data["placement"]
+        if not isinstance(fold, bool):
+            raise TuningError(f"{where}: decisions.fold_dead_units must be true or false, not {fold!r}")
+        if not isinstance(tiling, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                                   for k, v in tiling.items()):
+            raise TuningError(f"{where}: decisions.tiling must map layer names to tiling ids (strings)")
+        if not isinstance(placement, list) or not all(isinstance(p, str) for p in placement):
+            raise TuningError(f"{where}: decisions.placement must be a list of layer names")
+        return cls.make(fold, tiling, placement)
+
+    def key(self) -> str:
+        return json.dumps(self.to_json(), sort_keys=True)
+
+    def describe(self) -> str:
+        tiles = ", ".join(f"{l}={t}" for l, t in self.tiling) or "none"
+        return (f"fold {'on' if self.fold_dead_units else 'off'}; tiling {tiles}; "
+                f"SRAM {', '.join(self.placement) or 'none'}")
+
+
+# ---- applying decisions ----------------------------------------------------------------------------
+def tiling_id(name: str, memory_mode: str) -> str:
+    return f"{name}@{memory_mode}"
+
+
+def _tiling_by_id(op, tid: str, accelerator: str):
+    from tvmse.passes import tile_block_sparse
+    from tvmse.passes.arch import arch_for
+    name, _, mode = tid.partition("@")
+    if not mode:
+        raise TuningError(f"tiling '{tid}' of layer '{op.name}' lacks its memory mode (expected NAME@MODE)")
+    found = [t for t in tile_block_sparse.candidates(arch_for(accelerator), mode, op.consts["weight"], unique=False)
+             if t.name == name]
+    if not found:
+        names = sorted({t.name for t in tile_block_sparse.candidates(arch_for(accelerator), mode,
+                                                                    op.consts["weight"], unique=False)})
+        raise TuningError(f"layer '{op.name}' has no tiling '{name}' (known: {', '.join(names)})")
+    return found[0]
+
+
+def apply(source: IntegerGraph, decisions: Decisions, accelerator: str, config=None
+          ) -> tuple[IntegerGraph, list[dict]]:
+    """The graph ``decisions`` describe, and report records of the rewrites made.
+
+    ``config`` (a VelaConfig) only adds Vela's before/after cycles to the fold's records."""
+    from tvmse.passes import tile_block_sparse
+    from tvmse.passes.fold_dead_units import FoldDeadUnits
+
+    graph, records = source, []
+    if decisions.fold_dead_units:
+        graph, done = FoldDeadUnits().run(graph, config=config)
+        records += [{"pass": "fold_dead_units", **r} for r in done]
+    tiling = dict(decisions.tiling)
+    fcs = {op.name: op for op in graph.ops if op.kind == "fully_connected"}
+    unknown = sorted(set(tiling) - set(fcs))
+    if unknown:
+        raise TuningError(f"tiling names layers that are not FCs of this model: {', '.join(unknown)}")
+    tensors = graph.tensors()
+    replaced = {}
+    for layer, tid in tiling.items():
+        op = fcs[layer]
+        chosen = _tiling_by_id(op, tid, accelerator)
+        if chosen.name == "untouched":
+            continue
+        replaced[layer] = tile_block_sparse.rewrite(op, tensors[op.inputs[0]], chosen)
+        parts = [o for o in replaced[layer] if o.kind == "fully_connected"]
+        records.append({"pass": "tile_block_sparse", "layer": layer, "before": list(op.consts["weight"].shape),
+                        "macs_before": int(op.consts["weight"].size), "decision": tid,
+                        "rewrite": "tile block-sparse FC (tuning)",
+                        "after": [list(o.consts["weight"].shape) for o in parts],
+                        "macs_after": int(sum(o.consts["weight"].size for o in parts))})
+    if replaced:
+        ops = [new for op in graph.ops for new in replaced.get(op.name, [op])]
+        graph = dataclasses.replace(graph, ops=ops)  # inputs, outputs, state slots and pairs unchanged
+    from tvmse.targets.ethosu.segments import weighted_layers
+    unplaceable = sorted(set(decisions.placement) - set(weighted_layers(graph)))
+    if unplaceable:
+        raise TuningError(f"placement names layers without weights in this model: {', '.join(unplaceable)} "
+                          f"(layers: {', '.join(weighted_layers(graph))})")
+    return graph, records
+
+
+def default_decisions(records: list[dict], memory_mode: str) -> Decisions:
+    """The decisions the default pipeline made, read from its report records."""
+    tiling = {r["layer"]: tiling_id(r["decision"], memory_mode) for r in records
+              if r.get("pass") == "tile_block_sparse" and "rewrite" in r}
+    folded = True  # the default pipeline always runs the fold
+    return Decisions.make(folded, tiling, ())
+
+
+# ---- identity: model, target, tools ----------------------------------------------------------------
+def model_hash(path: str | os.PathLike) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def tool_versions() -> dict[str, str]:
+    import importlib.metadata as metadata
+
+    import tvmse
+    return {"tvmse": tvmse.__version__, "vela": metadata.version("ethos-u-vela"),
+            "tvm": metadata.version("apache-tvm")}
+
+
+def target_of(config) -> dict[str, str]:
+    return {"accelerator": config.accelerator, "system_config": config.system_config,
+            "memory_mode": config.memory_mode}
+
+
+# ---- the tuning file -------------------------------------------------------------------------------
+@dataclass
+class TuningFile:
+    model_sha256: str
+    target: dict[str, str]
+    tools: dict[str, str]
+    sram_budget: int
+    decisions: Decisions
+    tuned_cycles: int
+    default_cycles: int
+    sram_bytes: int
+    extra: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {"format": TUNING_FORMAT, "model_sha256": self.model_sha256, "target": self.target,
+                "tools": self.tools, "sram_budget": self.sram_budget, "decisions": self.decisions.to_json(),
+                "tuned_cycles": self.tuned_cycles, "default_cycles": self.default_cycles,
+                "sram_bytes": self.sram_bytes, **self.extra}
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write atomically (temporary file in the same folder, then rename)."""
+        path = Path(path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+            with os.fdopen(fd, "w") as f:
+                json.dump(self.to_json(), f, indent=2)
+                f.write("\n")
+            os.replace(tmp, path)
+        except OSError as e:
+            raise ConfigError(f"cannot write tuning file {path}: {e.strerror or e}; choose a writable --output") \
+                from None
+
+
+def _field(data: dict, name: str, kind, where: str):
+    if name not in data:
+        raise TuningError(f"{where}: missing field '{name}'; regenerate it with python -m tvmse.autotune")
+    value = data[name]
+    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+        raise TuningError(f"{where}: field '{name}' has the wrong type ({type(value).__name__})")
+    return value
+
+
+def load(path: str | os.PathLike) -> TuningFile:
+    """Read and check a tuning file; TuningError says what is wrong and where."""
+    path = Path(path)
+    where = f"tuning file {path}"
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise TuningError(f"{where} does not exist; make one with python -m tvmse.autotune") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise TuningError(f"{where} cannot be read: {getattr(e, 'strerror', None) or e}") from None
+    except json.JSONDecodeError as e:
+        raise TuningError(f"{where} is not JSON (line {e.lineno}: {e.msg})") from None
+    if not isinstance(data, dict) or data.get("format") != TUNING_FORMAT:
+        raise TuningError(f"{where} is not a tvmse tuning file (expected \"format\": \"{TUNING_FORMAT}\")")
+    target = _field(data, "target", dict, where)
+    tools = _field(data, "tools", dict, where)
+    for name, value in [*target.items(), *tools.items()]:
+        if not isinstance(value, str):
+            raise TuningError(f"{where}: '{name}' must be a string")
+    return TuningFile(
+        model_sha256=_field(data, "model_sha256", str, where), target=target, tools=tools,
+        sram_budget=_field(data, "sram_budget", int, where),
+        decisions=Decisions.from_json(_field(data, "decisions", dict, where), where),
+        tuned_cycles=_field(data, "tuned_cycles", int, where),
+        default_cycles=_field(data, "default_cycles", int, where),
+        sram_bytes=_field(data, "sram_bytes", int, where))
+
+
+def check_matches(tuning: TuningFile, path: str | os.PathLike, model_path: str | os.PathLike, config) -> None:
+    """Refuse a tuning file made for another model, target or toolchain (one line each: what differs)."""
+    where = f"tuning file {path}"
+    if tuning.model_sha256 != model_hash(model_path):
+        raise TuningError(f"{where} was made for another model (SHA-256 {tuning.model_sha256[:12]}…, "
+                          f"{model_path} is {model_hash(model_path)[:12]}…); tune this model with "
+                          "python -m tvmse.autotune")
+    if tuning.target != target_of(config):
+        raise TuningError(f"{where} was made for {tuning.target}, not {target_of(config)}; pass the same "
+                          "--accelerator-config/--system-config/--memory-mode or tune again")
+    if tuning.tools != tool_versions():
+        differ = ", ".join(f"{k} {tuning.tools.get(k)} → {v}" for k, v in tool_versions().items()
+                           if tuning.tools.get(k) != v)
+        raise TuningError(f"{where} was made with other tool versions ({differ}); tune again with this toolchain")
