@@ -416,10 +416,11 @@ def _table(model: Path, config, budget: int, default: dict, tuned: dict, best: D
     return "\n".join(lines)
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m tvmse.autotune", description=__doc__.split("\n")[0])
-    p.add_argument("model", help="int8 QDQ ONNX model of one streaming step")
-    p.add_argument("--target", default="ethos-u55", help="ethos-u55 (default), ethos-u65 or ethos-u85")
+def build_parser() -> argparse.ArgumentParser:
+    from tvmse.cli import command_parser
+    p = command_parser("autotune", __doc__)
+    p.add_argument("model", help="model of one streaming step: int8 .tflite or int8 QDQ .onnx")
+    p.add_argument("--target", default="ethos-u55", help="ethos-u55, ethos-u65 or ethos-u85")
     p.add_argument("--accelerator-config", help="Vela accelerator, e.g. ethos-u55-128 (default per target)")
     p.add_argument("--system-config", help="Vela system config (default per target)")
     p.add_argument("--memory-mode", help="Vela memory mode of the layers left in flash (default Shared_Sram)")
@@ -430,12 +431,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     limit.add_argument("--time-budget", type=float, metavar="S", help="seconds to search")
     p.add_argument("--db", metavar="TUNING.jsonl", help="append-only database of evaluations; reruns resume from it")
     p.add_argument("--output", required=True, metavar="TUNING.json", help="the tuning file to write")
-    p.add_argument("--workers", type=int, default=DEFAULT_WORKERS, help="parallel evaluation processes (default 2)")
+    p.add_argument("--workers", type=int, default=DEFAULT_WORKERS, help="parallel evaluation processes")
     p.add_argument("--state", action="append", default=[], metavar="IN=OUT",
                    help="pair a state input with the output that feeds it next step, as for compile (repeatable)")
-    p.add_argument("--seed", type=int, default=0, help="order of the one-layer changes tried (default 0)")
+    p.add_argument("--seed", type=int, default=0, help="order of the one-layer changes tried")
     p.add_argument("-q", "--quiet", action="store_true", help="only the final table")
-    return p.parse_args(argv)
+    return p
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
 
 
 @cli_entry

@@ -268,8 +268,11 @@ def layer_groups(layers: list[dict]) -> list[dict]:
 def bound_sentence(npu: dict) -> str:
     total, compute = npu["total_cycles_per_frame"], npu["npu_cycles_per_frame"]
     wait = total - compute
-    where = ("off-chip flash" if npu["memory"]["off_chip_flash_used_bytes"] else
-             "DRAM" if npu["memory"]["dram_used_bytes"] else "SRAM")
+    mem = npu["memory"]
+    if "off_chip_flash_used_bytes" not in mem:   # a segmented build: some weights in flash, some in SRAM
+        where = "flash and SRAM"
+    else:
+        where = "off-chip flash" if mem["off_chip_flash_used_bytes"] else "DRAM" if mem["dram_used_bytes"] else "SRAM"
     if wait > compute:
         return (f"Bound by weight traffic: the NPU computes for {compute / total:.0%} of the frame and waits for "
                 f"weights streamed from {where} for the rest ({total / compute:.1f}× its compute time).")
