@@ -4,6 +4,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -144,3 +145,20 @@ def test_resumed_log_reads_as_one_run(tmp_path):
     resumed.run()
     steps = [json.loads(line)["step"] for line in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3, 4, 5, 6]
+
+
+def test_complex_loss_term_is_zero_for_a_perfect_estimate_and_charges_phase_errors():
+    from tvmse.data.batches import batch_from_waveforms
+
+    rng = np.random.default_rng(0)
+    clean = rng.standard_normal((2, 4000)).astype(np.float32) * 0.1
+    noise = rng.standard_normal((2, 4000)).astype(np.float32) * 0.1
+    same = batch_from_waveforms(clean, clean)
+    ones = torch.ones_like(same.features)
+    assert float(spectral_loss(ones, same, 0.5)) < 1e-6
+    noisy = batch_from_waveforms(clean + noise, clean)
+    oracle = (noisy.clean_magnitude / noisy.noisy_spectrum.abs().clamp_min(1e-8)).clamp(max=1.0)
+    magnitude_only, with_phase = (float(spectral_loss(oracle, noisy, w)) for w in (0.0, 0.5))
+    assert with_phase > magnitude_only  # right magnitudes, noisy phase: only the complex term sees it
+    with pytest.raises(ConfigError, match="complex-loss-weight"):
+        tiny_config(complex_loss_weight=1.5).validate()

@@ -32,7 +32,9 @@ Progress, log and curves: see :mod:`tvmse.training_log` (a bar with ETA, ``<out>
 sets (``--eval-mixtures`` mixtures of 4 s, fast path) goes into both.
 
 Loss (see :func:`spectral_loss`): MSE between power-law compressed magnitudes (exponent 0.3) of
-the masked noisy spectrum and the clean spectrum.
+the masked noisy spectrum and the clean spectrum; with ``--complex-loss-weight w`` a share ``w`` of it
+is the same MSE on compressed complex spectra (noisy phase against clean phase), which also charges
+the gain left on bins where noise sets the phase.
 
 Checkpoints (``<out>/checkpoint.pt``) are written atomically (temporary file + ``os.replace``)
 every ``--checkpoint-every`` steps and on Ctrl-C; ``--resume`` continues from it. Batch ``i`` is a
@@ -112,6 +114,7 @@ class TrainConfig:
     prune_every: int = 20
     init: str | None = None
     threads: int = 1  # torch threads: under CPU contention 2 OpenMP threads ran ~8x slower than 1
+    complex_loss_weight: float = 0.0  # share of the compressed complex-spectrum term in the loss
     augment: bool = True  # TRAINING_MIX (wide SNR/level, generated noises, augmentation) or the plain MixConfig()
 
     @property
@@ -139,6 +142,8 @@ class TrainConfig:
             check_structure(self.structure)
             parse_block(self.block)
         check_sparsity(self.sparsity)
+        if not 0.0 <= self.complex_loss_weight <= 1.0:
+            raise ConfigError(f"--complex-loss-weight must be in [0, 1], got {self.complex_loss_weight}")
         if self.structure == "none" and self.sparsity > 0:
             raise ConfigError("--sparsity needs --structure weight, block or unit")
         for name in ("float_steps", "wqat_steps", "qat_steps", "calib_batches"):
@@ -186,16 +191,23 @@ def fast_forward(model: TinyLSTM, features: torch.Tensor, quantize_weights: bool
     return torch.sigmoid(x @ w.t() + b)
 
 
-def spectral_loss(mask: torch.Tensor, batch: Batch) -> torch.Tensor:
+def spectral_loss(mask: torch.Tensor, batch: Batch, complex_weight: float = 0.0) -> torch.Tensor:
     """MSE of power-law compressed magnitudes, ``mean((|M·Y|^0.3 − |S|^0.3)²)``.
 
     Why: the model outputs a real mask, so magnitude is all it controls; compression (as in
     loudness perception) keeps quiet speech bins from being ignored next to loud ones, which
     tracks PESQ/STOI better than plain spectral MSE, and needs no inverse STFT in the loop.
     """
-    estimate = (mask * batch.noisy_spectrum.abs() + EPSILON) ** COMPRESSION
+    noisy_magnitude = batch.noisy_spectrum.abs()
+    estimate = (mask * noisy_magnitude + EPSILON) ** COMPRESSION
     target = (batch.clean_magnitude + EPSILON) ** COMPRESSION
-    return (estimate - target).square().mean()
+    loss = (estimate - target).square().mean()
+    if complex_weight > 0:  # compressed complex spectra: |X|^0.3 · e^{j∠X}, estimate with the noisy phase
+        noisy_phase = batch.noisy_spectrum / (noisy_magnitude + EPSILON)
+        clean_phase = batch.clean_spectrum / (batch.clean_magnitude + EPSILON)
+        complex_error = (estimate * noisy_phase - target * clean_phase).abs().square().mean()
+        loss = (1 - complex_weight) * loss + complex_weight * complex_error
+    return loss
 
 
 # ---- checkpoints ---------------------------------------------------------------------------------
@@ -465,7 +477,7 @@ class Trainer:
             mask, _ = self.model(batch.features)
         else:
             mask = fast_forward(self.model, batch.features, quantize_weights=phase == "wqat")
-        return spectral_loss(mask, batch)
+        return spectral_loss(mask, batch, self.config.complex_loss_weight)
 
     def _waveforms(self, step: int) -> tuple[np.ndarray, np.ndarray]:
         """(noisy, clean) of the batch of ``step`` (numpy: this half runs in the prefetch thread or workers)."""
@@ -624,6 +636,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prune-every", type=int, default=d.prune_every)
     p.add_argument("--init", help="start from this checkpoint's weights (e.g. a dense run's float.pt)")
     p.add_argument("--threads", type=int, default=d.threads)
+    p.add_argument("--complex-loss-weight", type=float, default=d.complex_loss_weight,
+                   help="share of the compressed complex-spectrum MSE in the loss (0: magnitude only)")
     p.add_argument("--no-augment", dest="augment", action="store_false",
                    help="train on plain mixtures (SNR -5..15 dB, recorded noises only) instead of TRAINING_MIX")
     p.add_argument("--device", default="cpu", help="torch device to train on: cpu or cuda")

@@ -34,6 +34,7 @@ class Batch(NamedTuple):
     features: torch.Tensor  # float32 model input in [-1, 1]
     clean_magnitude: torch.Tensor  # float32 |STFT(clean)|
     noisy_spectrum: torch.Tensor  # complex64 STFT(noisy)
+    clean_spectrum: torch.Tensor  # complex64 STFT(clean)
 
 
 class TrainingBatches:
@@ -83,8 +84,8 @@ def batch_from_waveforms(noisy: np.ndarray, clean: np.ndarray, device: str = "cp
     import torch  # deferred: the rest of tvmse.data is usable without paying torch's import time
 
     noisy_spectrum = torch_stft(torch.from_numpy(noisy).to(device))
-    clean_magnitude = torch_stft(torch.from_numpy(clean).to(device)).abs()
-    return Batch(torch_features(noisy_spectrum), clean_magnitude, noisy_spectrum)
+    clean_spectrum = torch_stft(torch.from_numpy(clean).to(device))
+    return Batch(torch_features(noisy_spectrum), clean_spectrum.abs(), noisy_spectrum, clean_spectrum)
 
 
 def torch_stft(x: "torch.Tensor") -> "torch.Tensor":
