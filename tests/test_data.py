@@ -15,11 +15,13 @@ from hypothesis import strategies as st
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tvmse.data import (  # noqa: E402
-    FEATURE_DB_HIGH, FEATURE_DB_LOW, HOP, N_BINS, N_FFT, SAMPLE_RATE, STREAM_DELAY, Corpus, MixConfig, Mixer,
+    FEATURE_DB_HIGH, FEATURE_DB_LOW, HELD_OUT_NOISE_TYPES, HOP, N_BINS, N_FFT, SAMPLE_RATE, STREAM_DELAY, UNSEEN_SPLIT,
+    Corpus, MixConfig, Mixer, noise_type,
     MixtureSet, StreamingISTFT, StreamingSTFT, TrainingBatches, analysis_window, apply_mask, bundled_sample_corpus,
     colored_noise, default_corpus_manifest, features, istft, mix_at_snr, n_frames, stft,
 )
-from tvmse.data.mixing import energy  # noqa: E402
+from tvmse.data.augment import Augment, synthetic_rir  # noqa: E402
+from tvmse.data.mixing import TRAINING_MIX, energy  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_CORPUS = default_corpus_manifest().parent
@@ -233,10 +235,47 @@ def test_training_batches_shapes_and_determinism(sample):
     assert (b.features.dtype, b.clean_magnitude.dtype, b.noisy_spectrum.dtype) == \
         (torch.float32, torch.float32, torch.complex64)
     assert float(b.features.min()) >= -1.0 and float(b.features.max()) <= 1.0
-    assert torch.equal(features_of(b.noisy_spectrum), b.features)
+    torch.testing.assert_close(features_of(b.noisy_spectrum), b.features, rtol=0, atol=1e-5)
+    noisy, _ = batches.waveforms(1)
+    torch.testing.assert_close(b.noisy_spectrum, torch.from_numpy(np.stack([stft(x) for x in noisy])),
+                               rtol=0, atol=2e-5)
     for x, y in zip(b, again):
         assert torch.equal(x, y)
     assert not torch.equal(first[0].features, first[1].features)
+
+
+def test_augmented_mixtures_are_seeded_and_consistent(sample):
+    """Every augmentation on at once: still noisy == clean + noise, same seed → same mixture, audio not silent."""
+    aug = Augment(speed_prob=1.0, reverb_prob=1.0, second_noise_prob=1.0, modulate_prob=1.0, noise_eq_prob=1.0,
+                  channel_eq_prob=1.0)
+    mixer = Mixer(sample, "dev", MixConfig(snr_db=(-10, 20), generated_noise_prob=0.5, augment=aug))
+    plain = Mixer(sample, "dev")
+    for i in range(6):
+        m = mixer.draw(np.random.default_rng([3, i]), 8000)
+        again = mixer.draw(np.random.default_rng([3, i]), 8000)
+        assert np.array_equal(m.noisy, again.noisy) and np.array_equal(m.clean, again.clean)
+        assert m.noisy.shape == (8000,) and np.array_equal(m.noisy, m.clean + m.noise)
+        assert energy(m.clean) > 0 and energy(m.noise) > 0 and np.max(np.abs(m.noisy)) <= 0.99 + 1e-6
+        assert "+" in m.noise_source  # a second noise was mixed in
+        base = plain.draw(np.random.default_rng([3, i]), 8000)
+        assert not np.array_equal(base.clean, m.clean)
+
+
+def test_synthetic_room_decays_and_keeps_the_direct_path():
+    full, early = synthetic_rir(np.random.default_rng(0), rt60_s=0.5)
+    direct = int(np.argmax(full))
+    assert full[direct] == 1.0 and early[direct] == 1.0
+    assert not np.any(early[direct + int(0.05 * SAMPLE_RATE):])
+    tail = full[direct + 1:]
+    first, last = (energy(tail[k * 1600:(k + 1) * 1600]) for k in (0, 3))  # 0-0.1 s vs 0.3-0.4 s
+    assert last < first * 10 ** (-2.5)  # ~ -60 dB per 0.5 s: about -36 dB between these windows
+
+
+def test_training_never_draws_held_out_types_even_as_second_noise():
+    corpus = Corpus.from_manifest(SHARED_CORPUS / "manifest.json")
+    mixer = Mixer(corpus, "train", TRAINING_MIX)
+    sources = " ".join(mixer.draw(np.random.default_rng([1, i]), 4000).noise_source for i in range(40))
+    assert not any(t in sources for t in HELD_OUT_NOISE_TYPES)
 
 
 def features_of(spectrum):
@@ -343,7 +382,26 @@ def test_shared_corpus_manifest_loads():
     assert (SHARED_CORPUS / "manifest.json").is_file(), f"corpus not found at {SHARED_CORPUS}: set TVMSE_CORPUS"
     corpus = Corpus.from_manifest(SHARED_CORPUS / "manifest.json")
     assert len(corpus.speech_files("train")) == 1050 and len(corpus.speech_files("dev")) == 100
-    assert len(corpus.noise_files("train")) == len(corpus.noise_files("dev")) == 16
+    assert len(corpus.noise_files("dev")) == 16
+    # the generalization protocol: 4 types held out of training, scored as dev_unseen
+    assert len(corpus.noise_files("train")) == 12
+    assert sorted(noise_type(p) for p in corpus.noise_files(UNSEEN_SPLIT)) == sorted(HELD_OUT_NOISE_TYPES)
+    assert corpus.speech_files(UNSEEN_SPLIT) == corpus.speech_files("dev")
+
+
+def test_held_out_noise_types_never_reach_training(tmp_path):
+    """A manifest listing a held-out type for training loses it there; dev keeps every type; dev_unseen has it."""
+    for rel in ("speech/dev/s.wav", "speech/train/t.wav", "noise/train/farm.wav", "noise/train/rain.wav",
+                "noise/dev/farm.wav", "noise/dev/rain.wav"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        write_tone(tmp_path / rel)
+    corpus = Corpus.from_folder(tmp_path / "speech", tmp_path / "noise")
+    assert [p.name for p in corpus.noise_files("train")] == ["rain.wav"]
+    assert [p.name for p in corpus.noise_files("dev")] == ["farm.wav", "rain.wav"]
+    assert [p.name for p in corpus.noise_files(UNSEEN_SPLIT)] == ["farm.wav"]
+    mixer = Mixer(corpus, "train")
+    sources = {mixer.draw(np.random.default_rng([0, i]), 1600).noise_source for i in range(20)}
+    assert sources == {"rain.wav"}
 
 
 def test_copying_the_sample_keeps_it_loadable(tmp_path):

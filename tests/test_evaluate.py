@@ -1,5 +1,6 @@
 """Evaluation: the enhancement pipeline, the metrics it reports, and the command line."""
 
+import json
 import sys
 from pathlib import Path
 
@@ -77,3 +78,26 @@ def test_cli_errors_exit_non_zero_without_traceback(tmp_path, capsys):
     assert evaluate.main([str(tmp_path / "none.onnx"), "--data", SAMPLE, "--metrics", "snr"]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and err.count("error:") == 3
+
+
+def test_report_breaks_down_by_noise_type_and_speaker_and_counts_worse(mixtures):
+    """A mask that halves everything leaves SI-SDR unchanged; one that zeroes high bins makes mixtures worse."""
+    noisy = evaluate.score_noisy(mixtures, ["sdr", "si_sdr"])
+    low_pass = evaluate.score_enhanced(lambda f: (np.arange(f.shape[1]) < 20) * np.ones_like(f), mixtures,
+                                       ["sdr", "si_sdr"], quiet=True)
+    result = evaluate.report(mixtures, noisy, low_pass)
+    assert result["worse"] == sum(e["si_sdr"] < n["si_sdr"] for n, e in zip(noisy, low_pass)) > 0
+    assert sum(row["n"] for row in result["by_noise"].values()) == len(mixtures)
+    assert set(result["by_noise"]) == {m.noise_source.split(".")[0] for m in mixtures}
+    assert set(result["by_source"]) == {m.speech_file.split("_")[0] for m in mixtures}
+    assert evaluate.count_worse(noisy, noisy) == 0 and evaluate.count_worse(noisy, noisy, "pesq") is None
+
+
+def test_cli_scores_dev_and_dev_unseen_by_default(tmp_path, capsys):
+    path = export_qdq_onnx(tiny_model(hidden=8), tmp_path / "m.onnx")
+    assert evaluate.main([str(path), "--data", SAMPLE, "--n", "1", "--metrics", "si_sdr", "-q",
+                          "--json", str(tmp_path / "s.json")]) == 0
+    out = capsys.readouterr().out
+    assert "split dev seed" in out and "split dev_unseen seed" in out and "noise type" in out
+    saved = json.loads((tmp_path / "s.json").read_text())
+    assert set(saved) == {"dev", "dev_unseen"} and set(saved["dev_unseen"]["by_noise"]) == {"running_tap"}

@@ -1,8 +1,10 @@
 """Training: the fused float path equals the streaming step, loss goes down, resume is exact."""
 
+import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -115,3 +117,48 @@ def test_cli_trains_exports_and_reports_errors_without_traceback(tmp_path, capsy
     assert train.main(args) == 2  # the checkpoint exists and --resume was not given
     assert "--resume" in capsys.readouterr().err
     assert train.main(["--out", str(tmp_path / "x"), "--data", str(tmp_path / "missing.json")]) == 2
+
+
+def test_worker_processes_and_evaluation_leave_the_result_unchanged(tmp_path):
+    """Mixing in 2 processes and evaluating every 3 steps train exactly the model of the plain run."""
+    config = tiny_config(float_steps=4, wqat_steps=3, qat_steps=1)
+    plain = Trainer(config, tmp_path / "plain").run()
+    busy = Trainer(config, tmp_path / "busy", workers=2)
+    busy.eval_every, busy.eval_mixtures, busy.log_every = 3, 2, 2
+    same_model(plain, busy.run())
+    rows = [json.loads(line) for line in (tmp_path / "busy" / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "loss" in r] == [2, 4, 6, 8]
+    evals = [r for r in rows if "eval" in r]
+    assert [r["step"] for r in evals] == [3, 6, 8] and set(evals[0]["eval"]) == {"dev", "dev_unseen"}
+    assert (tmp_path / "busy" / "training.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_resumed_log_reads_as_one_run(tmp_path):
+    config = tiny_config(float_steps=6, wqat_steps=0, qat_steps=0)
+    trainer = Trainer(config, tmp_path / "run")
+    trainer.log_every = 1
+    trainer.run(stop_after=4)
+    with open(tmp_path / "run" / "train_log.jsonl", "a") as f:  # a row written after the last checkpoint
+        f.write(json.dumps({"step": 5, "loss": 1.0}) + "\n")
+    resumed = Trainer(config, tmp_path / "run", resume=True)
+    resumed.log_every = 1
+    resumed.run()
+    steps = [json.loads(line)["step"] for line in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4, 5, 6]
+
+
+def test_complex_loss_term_is_zero_for_a_perfect_estimate_and_charges_phase_errors():
+    from tvmse.data.batches import batch_from_waveforms
+
+    rng = np.random.default_rng(0)
+    clean = rng.standard_normal((2, 4000)).astype(np.float32) * 0.1
+    noise = rng.standard_normal((2, 4000)).astype(np.float32) * 0.1
+    same = batch_from_waveforms(clean, clean)
+    ones = torch.ones_like(same.features)
+    assert float(spectral_loss(ones, same, 0.5)) < 1e-6
+    noisy = batch_from_waveforms(clean + noise, clean)
+    oracle = (noisy.clean_magnitude / noisy.noisy_spectrum.abs().clamp_min(1e-8)).clamp(max=1.0)
+    magnitude_only, with_phase = (float(spectral_loss(oracle, noisy, w)) for w in (0.0, 0.5))
+    assert with_phase > magnitude_only  # right magnitudes, noisy phase: only the complex term sees it
+    with pytest.raises(ConfigError, match="complex-loss-weight"):
+        tiny_config(complex_loss_weight=1.5).validate()

@@ -19,8 +19,22 @@ Phases, by global step (``--float-steps``, ``--wqat-steps``, ``--qat-steps``):
    shorter segments (``--qat-seconds``). Observers follow the data for the first half of the
    phase and are frozen for the second.
 
+Data: every batch is drawn fresh (:mod:`tvmse.data.mixing`) with the wide training mixture
+(:data:`tvmse.data.mixing.TRAINING_MIX`: SNR −10…20 dB, random level, generated and babble noises, speed,
+simulated rooms, second noises, modulation and EQ; ``--no-augment`` for the plain validation-style mixture).
+The held-out noise types of the generalization protocol never enter training (:mod:`tvmse.data.corpus`).
+Mixing runs ahead of the training thread: in one thread, or in ``--workers`` processes; spectra and features
+are computed by torch on the training ``--device`` (``cpu`` or ``cuda``: the same code, so a GPU run resumes
+on CPU and back; bit-exact resume holds on one device).
+
+Progress, log and curves: see :mod:`tvmse.training_log` (a bar with ETA, ``<out>/train_log.jsonl``,
+``<out>/training.png``); every ``--eval-every`` steps ΔSI-SDR on small fixed ``dev`` and ``dev_unseen``
+sets (``--eval-mixtures`` mixtures of 4 s, fast path) goes into both.
+
 Loss (see :func:`spectral_loss`): MSE between power-law compressed magnitudes (exponent 0.3) of
-the masked noisy spectrum and the clean spectrum.
+the masked noisy spectrum and the clean spectrum; with ``--complex-loss-weight w`` a share ``w`` of it
+is the same MSE on compressed complex spectra (noisy phase against clean phase), which also charges
+the gain left on bins where noise sets the phase.
 
 Checkpoints (``<out>/checkpoint.pt``) are written atomically (temporary file + ``os.replace``)
 every ``--checkpoint-every`` steps and on Ctrl-C; ``--resume`` continues from it. Batch ``i`` is a
@@ -39,17 +53,22 @@ import logging
 import math
 import os
 import sys
+import multiprocessing
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Iterable, Iterator
 
+import numpy as np
 import torch
 
 from tvmse.cli import command_parser
-from tvmse.data import Corpus, TrainingBatches, default_corpus_manifest
-from tvmse.data.batches import Batch
+from tvmse.data import UNSEEN_SPLIT, Corpus, MixConfig, MixtureSet, TrainingBatches, default_corpus_manifest
+from tvmse.data.batches import Batch, batch_from_waveforms
+from tvmse.data.mixing import TRAINING_MIX
 from tvmse.errors import ConfigError, ModelFileError, run_command
 from tvmse.models import TinyLSTM, TinyLSTMConfig
 from tvmse.models.export import export_qdq_onnx
@@ -57,6 +76,7 @@ from tvmse.models.quant import fake_quant, fake_quant_bias, fake_quant_weight, w
 from tvmse.models.sparsity import (DEFAULT_BLOCK, apply_masks, check_sparsity, check_structure, compute_masks,
                                    cubic_schedule, parse_block, sparsity_report)
 from tvmse.models.tinylstm import FEATURE_SCALE
+from tvmse.training_log import TrainingLog
 
 log = logging.getLogger("tvmse.train")
 
@@ -95,6 +115,12 @@ class TrainConfig:
     prune_every: int = 20
     init: str | None = None
     threads: int = 1  # torch threads: under CPU contention 2 OpenMP threads ran ~8x slower than 1
+    complex_loss_weight: float = 0.0  # share of the compressed complex-spectrum term in the loss
+    augment: bool = True  # TRAINING_MIX (wide SNR/level, generated noises, augmentation) or the plain MixConfig()
+
+    @property
+    def mix(self) -> MixConfig:
+        return TRAINING_MIX if self.augment else MixConfig()
 
     @property
     def total_steps(self) -> int:
@@ -117,6 +143,8 @@ class TrainConfig:
             check_structure(self.structure)
             parse_block(self.block)
         check_sparsity(self.sparsity)
+        if not 0.0 <= self.complex_loss_weight <= 1.0:
+            raise ConfigError(f"--complex-loss-weight must be in [0, 1], got {self.complex_loss_weight}")
         if self.structure == "none" and self.sparsity > 0:
             raise ConfigError("--sparsity needs --structure weight, block or unit")
         for name in ("float_steps", "wqat_steps", "qat_steps", "calib_batches"):
@@ -155,25 +183,32 @@ def fast_forward(model: TinyLSTM, features: torch.Tensor, quantize_weights: bool
         if quantize_weights:
             w, b = fake_quant_weight(w), fake_quant_bias(b, FEATURE_SCALE * weight_scales(w))
         k = w.shape[1] - H
-        zeros = torch.zeros(1, x.shape[0], H)
-        x = torch._VF.lstm(x, (zeros, zeros), [w[:, :k], w[:, k:], b, torch.zeros_like(b)],
-                           True, 1, 0.0, model.training, False, True)[0]
+        zeros = torch.zeros(1, x.shape[0], H, device=x.device)
+        weights = [w[:, :k].contiguous(), w[:, k:].contiguous(), b, torch.zeros_like(b)]
+        x = torch._VF.lstm(x, (zeros, zeros), weights, True, 1, 0.0, model.training, False, True)[0]
     _, w, b = fcs[-1]
     if quantize_weights:
         w, b = fake_quant_weight(w), fake_quant_bias(b, FEATURE_SCALE * weight_scales(w))
     return torch.sigmoid(x @ w.t() + b)
 
 
-def spectral_loss(mask: torch.Tensor, batch: Batch) -> torch.Tensor:
+def spectral_loss(mask: torch.Tensor, batch: Batch, complex_weight: float = 0.0) -> torch.Tensor:
     """MSE of power-law compressed magnitudes, ``mean((|M·Y|^0.3 − |S|^0.3)²)``.
 
     Why: the model outputs a real mask, so magnitude is all it controls; compression (as in
     loudness perception) keeps quiet speech bins from being ignored next to loud ones, which
     tracks PESQ/STOI better than plain spectral MSE, and needs no inverse STFT in the loop.
     """
-    estimate = (mask * batch.noisy_spectrum.abs() + EPSILON) ** COMPRESSION
+    noisy_magnitude = batch.noisy_spectrum.abs()
+    estimate = (mask * noisy_magnitude + EPSILON) ** COMPRESSION
     target = (batch.clean_magnitude + EPSILON) ** COMPRESSION
-    return (estimate - target).square().mean()
+    loss = (estimate - target).square().mean()
+    if complex_weight > 0:  # compressed complex spectra: |X|^0.3 · e^{j∠X}, estimate with the noisy phase
+        noisy_phase = batch.noisy_spectrum / (noisy_magnitude + EPSILON)
+        clean_phase = batch.clean_spectrum / (batch.clean_magnitude + EPSILON)
+        complex_error = (estimate * noisy_phase - target * clean_phase).abs().square().mean()
+        loss = (1 - complex_weight) * loss + complex_weight * complex_error
+    return loss
 
 
 # ---- checkpoints ---------------------------------------------------------------------------------
@@ -235,6 +270,14 @@ def read_checkpoint(path: str | os.PathLike, required: tuple[str, ...] = ()) -> 
     return state
 
 
+def to_device(model: TinyLSTM, device: str | torch.device) -> TinyLSTM:
+    """Move parameters, buffers and the sparsity masks (plain dicts, not module state) to ``device``."""
+    model.to(device)
+    model.weight_masks = {k: v.to(device) for k, v in model.weight_masks.items()}
+    model.bias_masks = {k: v.to(device) for k, v in model.bias_masks.items()}
+    return model
+
+
 def model_state(model: TinyLSTM) -> dict:
     return {"config": dataclasses.asdict(model.config), "state_dict": model.state_dict(),
             "weight_masks": model.weight_masks, "bias_masks": model.bias_masks,
@@ -263,20 +306,74 @@ def load_model(path: str | os.PathLike) -> TinyLSTM:
                              f"{' '.join(str(err).split())[:160]})") from None
 
 
-# ---- training ------------------------------------------------------------------------------------
+# ---- batches ahead of the training thread ---------------------------------------------------------
+_PRODUCER: Callable | None = None  # the function worker processes call (inherited through fork)
+
+
+def _call_producer(index: int):
+    return _PRODUCER(index)
+
+
+def prefetched(produce: Callable[[int], object], indices: Iterable[int], workers: int = 0) -> Iterator:
+    """``produce(i)`` for each index in order, computed ahead: by one thread (``workers`` 0) or by ``workers``
+    forked processes (``produce`` must then return picklable data, e.g. numpy arrays), at most 2 per worker
+    ahead so memory stays bounded."""
+    global _PRODUCER
+    if workers > 0:
+        _PRODUCER = produce
+        executor: Executor = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
+        call, ahead = _call_producer, 2 * workers
+    else:
+        executor, call, ahead = ThreadPoolExecutor(1), produce, 1
+    indices = iter(indices)
+    pending: deque = deque()
+    try:
+        for index in indices:
+            pending.append(executor.submit(call, index))
+            if len(pending) > ahead:
+                break
+        while pending:
+            result = pending.popleft().result()
+            following = next(indices, None)
+            if following is not None:
+                pending.append(executor.submit(call, following))
+            yield result
+    finally:
+        executor.shutdown(wait=True, cancel_futures=True)
+
+
 class Trainer:
-    """One training run in ``out``; :meth:`run` trains (or resumes) to the last step."""
+    """One training run in ``out``; :meth:`run` trains (or resumes) to the last step.
+
+    ``device``, ``workers``, ``quiet`` and the logging intervals change how fast and how visibly a run goes,
+    not its result, so they are not part of :class:`TrainConfig` (a run may resume with other values).
+    """
+
+    checkpoint_every = 100
+    log_every = 20
+    eval_every = 0  # 0: no evaluation during training
+    eval_mixtures = 16
 
     def __init__(self, config: TrainConfig, out: str | os.PathLike, corpus: Corpus | None = None,
-                 resume: bool = False):
+                 resume: bool = False, device: str = "cpu", workers: int = 0, quiet: bool = False):
         config.validate()
         self.config, self.out = config, Path(out)
+        try:
+            self.device = torch.device(device)
+        except RuntimeError as err:
+            raise ConfigError(f"--device {device!r} is not a torch device ({err}); use cpu or cuda") from err
+        self.workers, self.quiet = workers, quiet
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise ConfigError("--device cuda: torch sees no CUDA device here; use --device cpu")
+        if workers < 0:
+            raise ConfigError("--workers must be >= 0")
         self.checkpoint_path = self.out / "checkpoint.pt"
         torch.set_num_threads(config.threads)
         self.corpus = corpus if corpus is not None else open_corpus(config.data)
-        self.batches = TrainingBatches(self.corpus, config.split, config.batch_size, config.seconds, config.seed)
+        self.batches = TrainingBatches(self.corpus, config.split, config.batch_size, config.seconds, config.seed,
+                                       config=config.mix)
         self.qat_batches = TrainingBatches(self.corpus, config.split, config.qat_batch_size, config.qat_seconds,
-                                           config.seed)
+                                           config.seed, config=config.mix)
         self.step = 0
         self.history: list[tuple[int, float]] = []
         remove_stale_temporaries(self.out)
@@ -288,6 +385,8 @@ class Trainer:
             if resume:
                 log.info("--resume: no %s yet, starting from step 0", self.checkpoint_path)
             self._start()
+        to_device(self.model, self.device)
+        self.optimizer = self._optimizer(self.optimizer.state_dict())
 
     # -- set-up
     def _start(self) -> None:
@@ -301,8 +400,12 @@ class Trainer:
             self.model = TinyLSTM(TinyLSTMConfig(self.config.n_bins, self.config.hidden, self.config.layers))
         self.optimizer = self._optimizer()
 
-    def _optimizer(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.model.parameters(), lr=self.config.lr)
+    def _optimizer(self, state: dict | None = None) -> torch.optim.Optimizer:
+        """Adam over the model's parameters (where they are now), with ``state`` loaded if given."""
+        optimizer = torch.optim.Adam(self.model.parameters(), lr=self.config.lr)
+        if state is not None:
+            optimizer.load_state_dict(state)
+        return optimizer
 
     def _resume(self) -> None:
         state = read_checkpoint(self.checkpoint_path, required=(
@@ -318,8 +421,7 @@ class Trainer:
             raise ConfigError(f"cannot resume {self.checkpoint_path}: options differ (saved, given): {diff}")
         self.model = restore_model(state["model"])
         self.model.observing = state["observing"]
-        self.optimizer = self._optimizer()
-        self.optimizer.load_state_dict(state["optimizer"])
+        self.optimizer = self._optimizer(state["optimizer"])
         torch.set_rng_state(state["torch_rng"])
         self.step, self.history = state["step"], list(state["history"])
         log.info("resumed %s at step %d/%d", self.checkpoint_path, self.step, self.config.total_steps)
@@ -366,7 +468,7 @@ class Trainer:
         self.model.quantized, self.model.observing = False, True
         with torch.no_grad():
             for i in range(max(cfg.calib_batches, 1)):
-                self.model(self.qat_batches.batch(10_000_000 + i).features)
+                self.model(self.qat_batches.batch(10_000_000 + i, self.device).features)
         self.model.observing = False
         log.info("calibrated activation scales on %d batches", max(cfg.calib_batches, 1))
 
@@ -376,12 +478,14 @@ class Trainer:
             mask, _ = self.model(batch.features)
         else:
             mask = fast_forward(self.model, batch.features, quantize_weights=phase == "wqat")
-        return spectral_loss(mask, batch)
+        return spectral_loss(mask, batch, self.config.complex_loss_weight)
+
+    def _waveforms(self, step: int) -> tuple[np.ndarray, np.ndarray]:
+        """(noisy, clean) of the batch of ``step`` (numpy: this half runs in the prefetch thread or workers)."""
+        return (self.qat_batches if self.config.phase(step) == "qat" else self.batches).waveforms(step)
 
     def _batch(self, step: int) -> Batch:
-        if self.config.phase(step) == "qat":
-            return self.qat_batches.batch(step)
-        return self.batches.batch(step)
+        return batch_from_waveforms(*self._waveforms(step), device=self.device)
 
     def train_step(self, batch: Batch) -> float:
         cfg = self.config
@@ -403,31 +507,73 @@ class Trainer:
         cfg = self.config
         last = cfg.total_steps if stop_after is None else min(stop_after, cfg.total_steps)
         started, ema = time.monotonic(), None
-        with ThreadPoolExecutor(1) as pool:
-            pending = pool.submit(self._batch, self.step) if self.step < last else None
-            try:
-                while self.step < last:
-                    batch = pending.result()
-                    self._phase_transitions()
-                    pending = pool.submit(self._batch, self.step + 1) if self.step + 1 < last else None
-                    loss = self.train_step(batch)
-                    ema = loss if ema is None else 0.95 * ema + 0.05 * loss
-                    self.history.append((self.step, loss))
-                    self.step += 1
-                    self._log_progress(ema, started)
-                    if self.step % self.checkpoint_every == 0 and self.step < cfg.total_steps:
-                        self.save_checkpoint()
-            except KeyboardInterrupt:
-                log.warning("interrupted at step %d: writing %s (continue with --resume)", self.step,
-                            self.checkpoint_path)
-                self.save_checkpoint()
-                raise
+        self.training_log = TrainingLog(self.out, cfg.total_steps, self.step, self.quiet)
+        first = self.step
+        try:
+            for noisy, clean in prefetched(self._waveforms, range(first, last), self.workers):
+                self._phase_transitions()
+                loss = self.train_step(batch_from_waveforms(noisy, clean, device=self.device))
+                ema = loss if ema is None else 0.95 * ema + 0.05 * loss
+                self.history.append((self.step, loss))
+                self.step += 1
+                self.training_log.progress(self.step, cfg.phase(self.step - 1), ema, self._lr(self.step - 1),
+                                           time.monotonic() - started,
+                                           self.step % self.log_every == 0 or self.step == cfg.total_steps)
+                if self.eval_every and (self.step % self.eval_every == 0 or self.step == cfg.total_steps):
+                    self.training_log.evaluation(self.step, self.evaluate())
+                if self.step % self.checkpoint_every == 0 and self.step < cfg.total_steps:
+                    self.save_checkpoint()
+        except KeyboardInterrupt:
+            self.training_log.close()
+            log.warning("interrupted at step %d: writing %s (continue with --resume)", self.step,
+                        self.checkpoint_path)
+            self.save_checkpoint()
+            raise
+        self.training_log.close()
+        if self.step > first:
+            log.info("%d steps in %.1f s (%.2f steps/s)", self.step - first, time.monotonic() - started,
+                     (self.step - first) / max(time.monotonic() - started, 1e-9))
         if self.step >= cfg.total_steps:
             self._finish()
+            self.training_log.plot()
         self.save_checkpoint()
         return self.model
 
-    checkpoint_every = 100
+    # -- evaluation during training
+    def _eval_sets(self) -> dict[str, MixtureSet]:
+        """Small fixed sets of 4 s mixtures of dev and dev_unseen (the splits the corpus has)."""
+        if not hasattr(self, "_eval_cache"):
+            self._eval_cache = {}
+            for split in ("dev", UNSEEN_SPLIT):
+                if split in self.corpus.speech and split in self.corpus.noise and self.corpus.noise[split]:
+                    self._eval_cache[split] = MixtureSet(self.corpus, split, n=self.eval_mixtures, seed=0,
+                                                         seconds=4.0)
+            if not self._eval_cache:
+                log.warning("the corpus has neither a dev nor a %s split: no evaluation during training",
+                            UNSEEN_SPLIT)
+        return self._eval_cache
+
+    def evaluate(self) -> dict[str, float]:
+        """Mean ΔSI-SDR (dB) per evaluation set with the fast path (quantized weights after the float phase).
+
+        Touches no random state and restores the training mode, so it does not change the run's result."""
+        from tvmse.data import apply_mask, istft
+        from tvmse.metrics import si_sdr
+
+        scores = {}
+        self.model.eval()
+        with torch.no_grad():
+            for split, mixtures in self._eval_sets().items():
+                noisy = np.stack([m.noisy for m in mixtures])
+                batch = batch_from_waveforms(noisy, np.stack([m.clean for m in mixtures]), device=self.device)
+                masks = fast_forward(self.model, batch.features,
+                                     quantize_weights=self.config.phase(self.step - 1) != "float").cpu().numpy()
+                spectra = batch.noisy_spectrum.cpu().numpy()
+                deltas = [si_sdr(m.clean, istft(apply_mask(spectra[i], masks[i]), len(m.noisy)))
+                          - si_sdr(m.clean, m.noisy) for i, m in enumerate(mixtures)]
+                scores[split] = round(float(np.mean(deltas)), 3)
+        self.model.train()
+        return scores
 
     def _phase_transitions(self) -> None:
         """Work due at the start of step ``self.step``: snapshots, calibration, observer freeze, pruning."""
@@ -452,18 +598,10 @@ class Trainer:
             self._enter_qat()
         self.model.observing = False
         self.model.eval()
-        atomic_save(model_state(self.model), self.out / "final.pt")
+        atomic_save(model_state(to_device(self.model, "cpu")), self.out / "final.pt")
+        to_device(self.model, self.device)
         log.info("done: %s; wrote %s", sparsity_report(self.model).summary(), self.out / "final.pt")
 
-    def _log_progress(self, ema: float, started: float) -> None:
-        cfg = self.config
-        if self.step % self.log_every and self.step != cfg.total_steps:
-            return
-        elapsed = time.monotonic() - started
-        log.info("step %d/%d [%s] loss %.5f lr %.2e  %.1f s", self.step, cfg.total_steps,
-                 cfg.phase(self.step - 1), ema, self._lr(self.step - 1), elapsed)
-
-    log_every = 20
 
 
 # ---- command line --------------------------------------------------------------------------------
@@ -498,8 +636,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prune-every", type=int, default=d.prune_every)
     p.add_argument("--init", help="start from this checkpoint's weights (e.g. a dense run's float.pt)")
     p.add_argument("--threads", type=int, default=d.threads)
+    p.add_argument("--complex-loss-weight", type=float, default=d.complex_loss_weight,
+                   help="share of the compressed complex-spectrum MSE in the loss (0: magnitude only)")
+    p.add_argument("--no-augment", dest="augment", action="store_false",
+                   help="train on plain mixtures (SNR -5..15 dB, recorded noises only) instead of TRAINING_MIX")
+    p.add_argument("--device", default="cpu", help="torch device to train on: cpu or cuda")
+    p.add_argument("--workers", type=int, default=0,
+                   help="processes that mix training audio ahead of the training thread (0: one thread)")
     p.add_argument("--checkpoint-every", type=int, default=Trainer.checkpoint_every)
-    p.add_argument("--log-every", type=int, default=Trainer.log_every)
+    p.add_argument("--log-every", type=int, default=Trainer.log_every, help="steps between log lines/JSONL rows")
+    p.add_argument("--eval-every", type=int, default=200,
+                   help="steps between ΔSI-SDR evaluations on small dev and dev_unseen sets (0: none)")
+    p.add_argument("--eval-mixtures", type=int, default=Trainer.eval_mixtures, help="mixtures per evaluation set")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or progress lines")
     return p
 
 
@@ -515,13 +664,22 @@ def main(argv: list[str] | None = None) -> int:
 def _train(args: argparse.Namespace) -> int | None:
     """Train as ``args`` say; Ctrl-C ends the run with exit code 130 instead of a traceback."""
     try:
+        if args.quiet:
+            logging.getLogger("tvmse").setLevel(logging.WARNING)
+        for name in ("checkpoint_every", "log_every", "eval_mixtures"):
+            if getattr(args, name) < 1:
+                raise ConfigError(f"--{name.replace('_', '-')} must be >= 1")
+        if args.eval_every < 0:
+            raise ConfigError("--eval-every must be >= 0")
         config = config_from_args(args)
-        trainer = Trainer(config, args.out, resume=args.resume)
+        trainer = Trainer(config, args.out, resume=args.resume, device=args.device, workers=args.workers,
+                          quiet=args.quiet)
         trainer.checkpoint_every, trainer.log_every = args.checkpoint_every, args.log_every
+        trainer.eval_every, trainer.eval_mixtures = args.eval_every, args.eval_mixtures
         log.info("config %s", json.dumps(dataclasses.asdict(config)))
         model = trainer.run()
         if args.export:
-            export_qdq_onnx(model, args.export)
+            export_qdq_onnx(to_device(model, "cpu"), args.export)
             log.info("exported %s", args.export)
     except KeyboardInterrupt:
         return 130

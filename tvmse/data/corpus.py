@@ -11,6 +11,12 @@ A corpus is two lists per split (``speech[split]``, ``noise[split]``) of audio f
 resampled: a file that is not 16 kHz is rejected with its name, so a mixed-rate corpus cannot skew training.
 Failures are :class:`CorpusNotFoundError` (a FileNotFoundError) and :class:`CorpusError` (a ValueError), both
 :class:`tvmse.errors.TvmseError`, so the command-line tools report them without a traceback.
+
+Generalization protocol: the noise types in :data:`HELD_OUT_NOISE_TYPES` (a noise file's type is its name
+without suffix) never enter training. Every corpus drops them from its ``train`` noise list, and a corpus
+whose ``dev`` noise holds them gains the split ``dev_unseen``: the dev speakers mixed with the dev recordings
+of exactly those types. ``dev`` itself is unchanged (all types), so figures on it stay comparable with older
+ones; ``dev_unseen`` scores conditions no training run has seen.
 """
 
 from __future__ import annotations
@@ -45,6 +51,15 @@ class CorpusError(TvmseError, ValueError):
     """The corpus exists but is unusable: bad manifest, no audio, wrong rate or channels, unknown split."""
 
 AUDIO_SUFFIXES = (".wav", ".flac")
+# 4 of the shared corpus's 16 noise types, one per kind of source: a household appliance/water (running_tap), a
+# machine (exercise_bike), an outdoor urban scene (construction) and an outdoor rural one with animals (farm).
+HELD_OUT_NOISE_TYPES = ("construction", "exercise_bike", "farm", "running_tap")
+UNSEEN_SPLIT = "dev_unseen"
+
+
+def noise_type(path: str | Path) -> str:
+    """The noise type of a recording: its file name without suffix (``noise/dev/rain.flac`` → ``rain``)."""
+    return Path(path).stem
 KINDS = ("speech", "noise")
 
 
@@ -83,6 +98,9 @@ class Corpus:
     speech: dict[str, list[Path]]
     noise: dict[str, list[Path]]
     _noise_cache: dict[Path, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.speech, self.noise = hold_out_noise_types(self.speech, self.noise)
 
     @classmethod
     def from_manifest(cls, path: str | Path) -> "Corpus":
@@ -136,6 +154,19 @@ class Corpus:
         if path not in self._noise_cache:
             self._noise_cache[path] = _require_sound(load_audio(path), path)
         return self._noise_cache[path]
+
+
+def hold_out_noise_types(speech: dict[str, list[Path]], noise: dict[str, list[Path]]
+                         ) -> tuple[dict[str, list[Path]], dict[str, list[Path]]]:
+    """Split lists under the generalization protocol (module docstring): held-out types out of ``train``,
+    ``dev_unseen`` = dev speech × dev recordings of the held-out types (when dev has any)."""
+    speech, noise = dict(speech), dict(noise)
+    if "train" in noise:
+        noise["train"] = [p for p in noise["train"] if noise_type(p) not in HELD_OUT_NOISE_TYPES]
+    unseen = [p for p in noise.get("dev", []) if noise_type(p) in HELD_OUT_NOISE_TYPES]
+    if unseen and "dev" in speech and UNSEEN_SPLIT not in noise:
+        speech[UNSEEN_SPLIT], noise[UNSEEN_SPLIT] = list(speech["dev"]), unseen
+    return speech, noise
 
 
 def _require_sound(audio: np.ndarray, path: Path) -> np.ndarray:

@@ -11,6 +11,11 @@ level is drawn uniformly from ``level_dbfs`` cut at the mixture's own ceiling (t
 reaches ``peak_limit``); ``Mixture.level_dbfs`` records the level applied. ``noisy == clean + noise`` exactly
 in float32.
 
+With ``MixConfig.augment`` set (an :class:`tvmse.data.augment.Augment`, as :data:`TRAINING_MIX` has), each
+mixture is also augmented (speed, simulated room, second noise, modulation, EQ; see that module). A reverberant
+mixture's ``clean`` is the training target (direct path and early reflections), and its ``noise`` everything
+else in ``noisy`` (noise and late reverberation), so ``noisy == clean + noise`` holds for it too.
+
 Every draw takes its randomness from one ``numpy.random.Generator`` in a fixed order, so a seed fixes the
 mixture. :class:`MixtureSet` seeds item ``i`` with ``(seed, i)``, so item ``i`` is the same whatever ``n`` is.
 """
@@ -23,9 +28,10 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
+from .augment import Augment, apply_eq, convolve_same, modulate, random_eq, speed_perturb, synthetic_rir
 from .corpus import Corpus
 from .framing import SAMPLE_RATE, features, stft
-from .noise import GENERATED_NOISES, check_kinds, generate_noise, loop_segment
+from .noise import GENERATED_NOISES, check_kinds, generate_noise, loop_segment, unit_rms
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +51,7 @@ class MixConfig:
     generated_noise_prob: float = 0.0
     generated_noises: tuple[str, ...] = GENERATED_NOISES
     peak_limit: float = 0.99
+    augment: Augment | None = None
 
     def __post_init__(self) -> None:
         check_kinds(self.generated_noises)
@@ -103,11 +110,15 @@ def mix_at_snr(clean: np.ndarray, noise: np.ndarray, snr_db: float, level_dbfs: 
     """
     noise = scale_to_snr(clean, noise, snr_db)
     clean = clean.astype(np.float64)
-    mixture = clean + noise
-    level = min(level_dbfs, level_ceiling_dbfs(mixture, peak_limit))
-    gain = 10.0 ** (level / 20.0) / np.sqrt(np.mean(mixture ** 2))
+    gain, level = level_gain(clean + noise, level_dbfs, peak_limit)
     clean32, noise32 = (clean * gain).astype(np.float32), (noise * gain).astype(np.float32)
     return clean32 + noise32, clean32, noise32, level
+
+
+def level_gain(mixture: np.ndarray, level_dbfs: float, peak_limit: float) -> tuple[float, float]:
+    """(gain, level): the gain that brings ``mixture`` to ``level_dbfs``, lowered to its clipping ceiling."""
+    level = min(level_dbfs, level_ceiling_dbfs(mixture, peak_limit))
+    return 10.0 ** (level / 20.0) / np.sqrt(np.mean(np.square(mixture, dtype=np.float64))), level
 
 
 def fit_speech(utterance: np.ndarray, length: int, rng: np.random.Generator) -> np.ndarray:
@@ -143,12 +154,48 @@ class Mixer:
         """One mixture; ``length`` in samples, or None for the utterance's own length."""
         index = int(rng.integers(len(self.speech_files)))
         utterance = self.corpus.load_speech(self.speech_files[index])
+        aug = self.config.augment
+        if aug is not None and rng.random() < aug.speed_prob:
+            utterance = speed_perturb(utterance, rng.uniform(*aug.speed))
         clean = utterance if length is None else fit_speech(utterance, length, rng)
         noise, source = self._noise(len(clean), rng, exclude=index)
+        if aug is not None:
+            return self._augmented(index, clean, noise, source, rng, aug)
         snr = float(rng.uniform(*self.config.snr_db))
         level = self._draw_level(clean + scale_to_snr(clean, noise, snr), rng)
         noisy, clean, noise, level = mix_at_snr(clean, noise, snr, level, self.config.peak_limit)
         return Mixture(noisy, clean, noise, snr, level, self.speech_files[index].name, source)
+
+    def _augmented(self, index: int, clean: np.ndarray, noise: np.ndarray, source: str,
+                   rng: np.random.Generator, aug: Augment) -> Mixture:
+        """The rest of :meth:`draw` under ``aug``: noise mixing and colouring, room, channel, SNR and level."""
+        noise = unit_rms(noise).astype(np.float64)
+        if rng.random() < aug.second_noise_prob:
+            other, other_source = self._noise(len(clean), rng, exclude=index)
+            noise = noise + unit_rms(other) * 10.0 ** (rng.uniform(*aug.second_noise_db) / 20.0)
+            source = f"{source}+{other_source}"
+        if rng.random() < aug.modulate_prob:
+            noise = modulate(noise, rng)
+        if rng.random() < aug.noise_eq_prob:
+            noise = apply_eq(noise, random_eq(rng, aug))
+        speech = target = clean.astype(np.float64)
+        if rng.random() < aug.reverb_prob:
+            rt60 = rng.uniform(*aug.rt60_s)
+            full, early = synthetic_rir(rng, rt60)
+            speech, target = convolve_same(clean, full), convolve_same(clean, early)
+            noise = convolve_same(noise, synthetic_rir(rng, rt60)[0])  # same room, another position
+        if rng.random() < aug.channel_eq_prob:
+            knots = random_eq(rng, aug)
+            speech, target, noise = (apply_eq(x, knots) for x in (speech, target, noise))
+        snr = float(rng.uniform(*self.config.snr_db))
+        if energy(noise) == 0.0:  # a silent noise excerpt: nothing to scale, keep the speech alone
+            noise = np.zeros_like(speech)
+        else:
+            noise = scale_to_snr(speech, noise, snr)
+        gain, level = level_gain(speech + noise, self._draw_level(speech + noise, rng), self.config.peak_limit)
+        clean32 = (target * gain).astype(np.float32)
+        rest32 = ((speech - target + noise) * gain).astype(np.float32)
+        return Mixture(clean32 + rest32, clean32, rest32, snr, level, self.speech_files[index].name, source)
 
     def _draw_level(self, mixture: np.ndarray, rng: np.random.Generator) -> float:
         """Uniform level over the configured range cut at this mixture's clipping ceiling (not piled up at it)."""
@@ -167,6 +214,12 @@ class Mixer:
         """A babble talker: any utterance of the split except the target one."""
         index = int(rng.integers(len(self.speech_files) - 1))
         return self.corpus.load_speech(self.speech_files[index + (index >= exclude)])
+
+
+# What tvmse trains on: SNRs and levels wider than the validation sets' (−5…15 dB, −25…−5 dBFS), a quarter of
+# the noises generated (white/pink/brown, babble of other training speakers) and every augmentation on.
+TRAINING_MIX = MixConfig(snr_db=(-10.0, 20.0), level_dbfs=(-35.0, -5.0), generated_noise_prob=0.25,
+                         augment=Augment())
 
 
 class MixtureSet(Sequence[Mixture]):

@@ -175,7 +175,8 @@ class TinyLSTM(nn.Module):
 
     def initial_state(self, batch: int) -> list[torch.Tensor]:
         """[h0, c0, h1, c1, …] zeros, each [batch, hidden]."""
-        return [torch.zeros(batch, self.config.hidden) for _ in range(2 * self.config.layers)]
+        device = self.out_weight.device
+        return [torch.zeros(batch, self.config.hidden, device=device) for _ in range(2 * self.config.layers)]
 
     def step(self, frame: torch.Tensor, state: list[torch.Tensor],
              weights: list[tuple[torch.Tensor, torch.Tensor]] | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
