@@ -23,9 +23,11 @@ __version__ = "0.1.0"
 
 
 def compile_model(model, target: str = "ethos-u55", **options):
-    """Compile ``model`` (an int8 QDQ ONNX step) for ``target``; options as ``tvmse compile``'s
-    (``accelerator_config``, ``system_config``, ``memory_mode``, ``output_dir``, ``verify_trials``,
-    ``disabled_passes``; for cortex-m55 ``run``, ``ram_budget``, ``frames``). Returns a CompileResult."""
+    """Compile ``model`` (an int8 .tflite, an int8 QDQ or, with ``calibration``, float .onnx file, or a torch
+    module with ``example_inputs``) for ``target``; options as ``tvmse compile``'s (``accelerator_config``,
+    ``system_config``, ``memory_mode``, ``output_dir``, ``verify_trials``, ``disabled_passes``, ``state``,
+    ``calibration``, ``percentile``, ``features``, ``sram_budget``, ``tuning``; for cortex-m55 ``run``,
+    ``ram_budget``, ``frames``). Returns a CompileResult."""
     from tvmse.compile import compile_model as compile_
     return compile_(model, target, **options)
 
