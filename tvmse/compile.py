@@ -337,18 +337,7 @@ def _compile_placed(model_path: Path, config, output_dir: Path, verify_trials: i
 def _write_segmented_glue(graph: IntegerGraph, build, directory: Path) -> bool:
     """The firmware glue of a segmented build; False (with a warning saying why) when it cannot."""
     from tvmse.targets.cortex_m import npu_glue
-    from tvmse.targets.cortex_m.errors import LoweringError
-    from tvmse.targets.ethosu.vela_model import VelaModelError
-
-    try:
-        generated = npu_glue.generate_segmented(graph, build)
-    except (LoweringError, VelaModelError) as exc:
-        logger.warning("no C glue written (src/): %s", exc)
-        return False
-    directory.mkdir(parents=True, exist_ok=True)
-    for file_name, text in generated.files.items():
-        (directory / file_name).write_text(text)
-    return True
+    return _write_glue(lambda: npu_glue.generate_segmented(graph, build), directory)
 
 
 def _write_npu_glue(graph: IntegerGraph, optimized_model: bytes, directory: Path) -> bool:
@@ -359,11 +348,15 @@ def _write_npu_glue(graph: IntegerGraph, optimized_model: bytes, directory: Path
     its other outputs.
     """
     from tvmse.targets.cortex_m import npu_glue
+    return _write_glue(lambda: npu_glue.generate(graph, optimized_model), directory)
+
+
+def _write_glue(generate, directory: Path) -> bool:
     from tvmse.targets.cortex_m.errors import LoweringError
     from tvmse.targets.ethosu.vela_model import VelaModelError
 
     try:
-        generated = npu_glue.generate(graph, optimized_model)
+        generated = generate()
     except (LoweringError, VelaModelError) as exc:
         logger.warning("no C glue written (src/): %s", exc)
         return False
@@ -376,7 +369,8 @@ def _write_npu_glue(graph: IntegerGraph, optimized_model: bytes, directory: Path
 def build_parser() -> argparse.ArgumentParser:
     from tvmse.cli import command_parser
     p = command_parser("compile", __doc__)
-    p.add_argument("model", help="model of one streaming step: int8 .tflite or int8 QDQ .onnx")
+    p.add_argument("model", help="model of one streaming step: int8 .tflite, int8 QDQ .onnx, or float .onnx with "
+                                 "--calibration")
     p.add_argument("--target", default="ethos-u55", help=f"one of: {', '.join([*TARGETS, CORTEX_M_TARGET])}")
     p.add_argument("--accelerator-config", help="Vela accelerator, e.g. ethos-u55-128 (default per target)")
     p.add_argument("--system-config", help="Vela system config (default Ethos_U55_High_End_Embedded for U55)")
