@@ -91,6 +91,20 @@ int tvmse_npu_invoke(const void *cmd_stream, size_t cmd_size, uint64_t *base_add
 """
 
 
+# C helpers shared by the single and the segmented glue, then tvmse_init up to its closing brace
+# (the segmented glue adds the one-time weight copies there)
+_HELPERS_AND_INIT = [
+    "static void tvmse_copy(int8_t *dst, const int8_t *src, size_t n)", "{",
+    "    for (size_t i = 0; i < n; i++) {", "        dst[i] = src[i];", "    }", "}", "",
+    "static int tvmse_npu_run(const uint8_t *cms, size_t cms_size, const uint8_t *const *regions,",
+    "                         const size_t *sizes, int n)", "{",
+    "    uint64_t base[TVMSE_NPU_MAX_REGIONS];",
+    "    for (int i = 0; i < n; i++) {", "        base[i] = (uint64_t)(uintptr_t)regions[i];", "    }",
+    "    return tvmse_npu_invoke(cms, cms_size, base, sizes, n);", "}", "",
+    "void tvmse_init(tvmse_state_t *state)", "{", "    int8_t *bytes = (int8_t *)state;",
+    "    for (size_t i = 0; i < sizeof(*state); i++) {", "        bytes[i] = 0;", "    }"]
+
+
 @dataclasses.dataclass
 class NpuGlue:
     files: dict[str, str]
@@ -235,17 +249,8 @@ class _ModelWriter:
     def _functions(self, kernels: list[str]) -> list[str]:
         model, iface = self.model, self.interface
         state = {i: relax_name(i) for i in iface.state}
-        out = ["static void tvmse_copy(int8_t *dst, const int8_t *src, size_t n)", "{",
-               "    for (size_t i = 0; i < n; i++) {", "        dst[i] = src[i];", "    }", "}", "",
-               "static int tvmse_npu_run(const uint8_t *cms, size_t cms_size, const uint8_t *const *regions,",
-               "                         const size_t *sizes, int n)", "{",
-               "    uint64_t base[TVMSE_NPU_MAX_REGIONS];",
-               "    for (int i = 0; i < n; i++) {", "        base[i] = (uint64_t)(uintptr_t)regions[i];", "    }",
-               "    return tvmse_npu_invoke(cms, cms_size, base, sizes, n);", "}", "",
-               "void tvmse_init(tvmse_state_t *state)", "{", "    int8_t *bytes = (int8_t *)state;",
-               "    for (size_t i = 0; i < sizeof(*state); i++) {", "        bytes[i] = 0;", "    }", "}", "",
-               "int tvmse_step(const int8_t *frame, int8_t *mask, tvmse_state_t *state)", "{",
-               f"    tvmse_copy((int8_t *){self.arena_ptr(iface.frame)}, frame, TVMSE_FRAME_SIZE);"]
+        out = _HELPERS_AND_INIT + ["}", "", "int tvmse_step(const int8_t *frame, int8_t *mask, tvmse_state_t *state)",
+                                   "{", f"    tvmse_copy((int8_t *){self.arena_ptr(iface.frame)}, frame, TVMSE_FRAME_SIZE);"]
         for i, field in state.items():
             out.append(f"    tvmse_copy((int8_t *){self.arena_ptr(i)}, state->{field}, sizeof(state->{field}));")
         steps = list(self.network.steps) if self.network is not None else []
@@ -421,15 +426,7 @@ def _segmented_functions(interface: glue.Interface, parts, models: list[VelaMode
             return f"state->{state[name]}"
         return f"(tvmse_keep + {keep[name]})"
 
-    out = ["", "static void tvmse_copy(int8_t *dst, const int8_t *src, size_t n)", "{",
-           "    for (size_t i = 0; i < n; i++) {", "        dst[i] = src[i];", "    }", "}", "",
-           "static int tvmse_npu_run(const uint8_t *cms, size_t cms_size, const uint8_t *const *regions,",
-           "                         const size_t *sizes, int n)", "{",
-           "    uint64_t base[TVMSE_NPU_MAX_REGIONS];",
-           "    for (int i = 0; i < n; i++) {", "        base[i] = (uint64_t)(uintptr_t)regions[i];", "    }",
-           "    return tvmse_npu_invoke(cms, cms_size, base, sizes, n);", "}", "",
-           "void tvmse_init(tvmse_state_t *state)", "{", "    int8_t *bytes = (int8_t *)state;",
-           "    for (size_t i = 0; i < sizeof(*state); i++) {", "        bytes[i] = 0;", "    }"]
+    out = [""] + _HELPERS_AND_INIT
     out += [f"    tvmse_copy((int8_t *){dst}, (const int8_t *){src}, {size});  /* weights flash → SRAM, once */"
             for dst, src, size in copies]
     out += ["}", "", "int tvmse_step(const int8_t *frame, int8_t *mask, tvmse_state_t *state)", "{"]
