@@ -49,9 +49,6 @@ def import_onnx(model: onnx.ModelProto):
     return mod, names
 
 
-TFLITE_MAGIC = b"TFL3"   # a TFLite flatbuffer's file identifier, at byte offset 4
-
-
 @dataclass
 class Imported:
     graph: IntegerGraph
@@ -62,15 +59,14 @@ class Imported:
 
 
 def model_format(path: Path) -> str:
-    """'tflite' for a TFLite flatbuffer (by its identifier, else its extension), otherwise 'onnx'."""
+    """'tflite' or 'onnx' (``validate.detect_format``); a file it refuses goes by its extension, so the
+    importer of that format says what is wrong with it."""
+    from tvmse.errors import ModelFileError
+    from tvmse.frontend.validate import detect_format
     try:
-        with open(path, "rb") as f:
-            head = f.read(8)
-    except OSError:
-        head = b""
-    if head[4:8] == TFLITE_MAGIC or (len(head) < 8 and path.suffix.lower() == ".tflite"):
-        return "tflite"
-    return "onnx"
+        return detect_format(path)
+    except ModelFileError:
+        return "tflite" if path.suffix.lower() == ".tflite" else "onnx"
 
 
 def import_model(path: str | Path, state: dict[str, str] | None = None, calibration: str | Path | None = None,
