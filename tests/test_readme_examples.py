@@ -29,6 +29,7 @@ def test_readme_command_tour(tmp_path, monkeypatch, capsys):
     for command in commands:
         assert cli.main(shlex.split(command)[1:]) == 0, command
     assert (tmp_path / "enhanced.wav").is_file() and (tmp_path / "runs/quick/unit25.onnx").is_file()
+    assert (tmp_path / "out/dense-m55/enhanced.wav").is_file()   # the audio hop run on QEMU
 
 
 def test_readme_python_api(tmp_path, monkeypatch, capsys):

@@ -88,6 +88,7 @@ TARGET_OPTIONS = (
      "bit-exact in the TFLite interpreter (--verify-trials)"),
     ("--ram-budget", "ram_budget", (CORTEX_M_TARGET,), "Vela plans the NPU's memory"),
     ("--frames", "frames", (CORTEX_M_TARGET,), "it sets the frames of --run"),
+    ("--audio", "audio", (CORTEX_M_TARGET,), "it streams a recording through tvmse_process on QEMU, which has no NPU"),
     ("--sram-budget", "sram_budget", tuple(TARGETS), "it places Ethos-U weights; the CPU build has --ram-budget"),
     ("--tuning", "tuning", tuple(TARGETS), "it replays an Ethos-U tuning"),
 )
@@ -100,6 +101,8 @@ def check_target_options(args: argparse.Namespace) -> None:
                 if getattr(args, dest, None) is not None and args.target not in targets]
     if args.target == CORTEX_M_TARGET and args.frames is not None and args.run is None:
         problems.append("--frames applies only with --run qemu")
+    if args.target == CORTEX_M_TARGET and getattr(args, "audio", None) is not None and args.run != "qemu":
+        problems.append("--audio applies only with --run qemu")
     if problems:
         raise ConfigError("; ".join(problems) + "; drop them")
 
@@ -177,12 +180,13 @@ def compile_model(model_path: str | os.PathLike, target: str = "ethos-u55", acce
                   example_inputs: dict | None = None, output_names: list[str] | None = None,
                   force: bool = False, features: str | None = None, run: str | None = None,
                   ram_budget: int | None = None, frames: int = 50, sram_budget: int | None = None,
-                  tuning: str | os.PathLike | None = None) -> CompileResult:
+                  tuning: str | os.PathLike | None = None, audio: str | os.PathLike | None = None) -> CompileResult:
     """Compile a model (a file, or a torch module with ``example_inputs``) for an Ethos-U NPU or, with
     ``target="cortex-m55"``, as C for the CPU; see the module docstring for what is written.
 
     The parameters are the command line's options: ``force`` allows replacing an existing folder tvmse
-    did not write; ``run``, ``ram_budget`` and ``frames`` apply to cortex-m55. ``sram_budget`` (bytes):
+    did not write; ``run``, ``ram_budget``, ``frames`` and ``audio`` (a recording streamed through
+    ``tvmse_process`` on QEMU, with ``run="qemu"``) apply to cortex-m55. ``sram_budget`` (bytes):
     place layers' weights in SRAM greedily within it (``targets.ethosu.placement``); ``tuning``: replay a
     tuning file of ``python -m tvmse.autotune`` (checked against the model, target and tool versions). Both
     build in placement segments (``_compile_placed``).
@@ -196,10 +200,10 @@ def compile_model(model_path: str | os.PathLike, target: str = "ethos-u55", acce
                                  output_dir, verify_trials,
                                  disabled_passes, state, calibration, percentile, force=force, features=features,
                                  run=run, ram_budget=ram_budget, frames=frames, sram_budget=sram_budget,
-                                 tuning=tuning)
+                                 tuning=tuning, audio=audio)
     if target == CORTEX_M_TARGET:
         return _compile_cortex_m(Path(model_path), output_dir, run, ram_budget, frames, tuple(disabled_passes),
-                                 state, calibration, percentile, force, features)
+                                 state, calibration, percentile, force, features, audio)
     from tvmse.passes.pipeline import check_disabled, run_pipeline
     from tvmse.report import build_report, render_markdown
     from tvmse.targets import ethosu
@@ -239,7 +243,8 @@ def compile_model(model_path: str | os.PathLike, target: str = "ethos-u55", acce
                                                          f"{name}: Vela-optimised for {config.describe()}"))
         (staging / f"{name}_int8.tflite").write_bytes(build.tflite)
         if _write_npu_glue(graph, build.vela.optimized_model, staging / "src"):
-            artifacts["src/"] = "C glue: NPU calls via tvmse_npu_invoke() (tvmse_npu.h), CPU ops as M55 kernels"
+            artifacts["src/"] = ("C glue: NPU calls via tvmse_npu_invoke() (tvmse_npu.h), CPU ops as M55 kernels"
+                                 + _audio_hop_note(staging / "src"))
         save_integer_graph(graph, staging, artifacts)
         report = build_report(model_path, graph, build, target, artifacts, rewrites, disabled_passes)
         report["import"] = import_section(imported)
@@ -248,13 +253,13 @@ def compile_model(model_path: str | os.PathLike, target: str = "ethos-u55", acce
 
 
 def _compile_cortex_m(model_path: Path, output_dir, run, ram_budget, frames, disabled_passes, state, calibration,
-                      percentile, force, features) -> CompileResult:
+                      percentile, force, features, audio) -> CompileResult:
     """``target="cortex-m55"``: see ``tvmse.targets.cortex_m.compile_cpu``."""
     from tvmse.targets.cortex_m.compile_cpu import compile_cortex_m_graph
     output_dir = Path(output_dir) if output_dir else default_output_dir(model_path, (CORTEX_M_TARGET,),
                                                                        disabled_passes)
     report, graph = compile_cortex_m_graph(model_path, output_dir, run, ram_budget, frames, disabled_passes, state,
-                                           calibration, percentile, features=features, force=force)
+                                           calibration, percentile, features=features, force=force, audio=audio)
     return CompileResult(output_dir, report, graph)
 
 
@@ -320,7 +325,8 @@ def _compile_placed(model_path: Path, config, output_dir: Path, verify_trials: i
             artifacts[f"{name}_seg{k}_vela.tflite"] = f"segment {k}, Vela-optimised ({seg.memory_mode})"
             artifacts[f"{name}_seg{k}_int8.tflite"] = f"segment {k}, int8 TFLite before Vela"
         if _write_segmented_glue(graph, build, staging / "src"):
-            artifacts["src/"] = "C glue: segments in order via tvmse_npu_invoke(), placed weights copied at tvmse_init"
+            artifacts["src/"] = ("C glue: segments in order via tvmse_npu_invoke(), placed weights copied at tvmse_init"
+                                 + _audio_hop_note(staging / "src"))
         artifacts.update({"report.json": "all figures, machine-readable", "report.md": "this report"})
         placement_section = segment_report.placement_section(
             build, sram_budget, default.total_cycles, how, plan.tuned_cycles if plan is not None else None)
@@ -337,7 +343,7 @@ def _compile_placed(model_path: Path, config, output_dir: Path, verify_trials: i
 def _write_segmented_glue(graph: IntegerGraph, build, directory: Path) -> bool:
     """The firmware glue of a segmented build; False (with a warning saying why) when it cannot."""
     from tvmse.targets.cortex_m import npu_glue
-    return _write_glue(lambda: npu_glue.generate_segmented(graph, build), directory)
+    return _write_glue(lambda: npu_glue.generate_segmented(graph, build), directory, graph)
 
 
 def _write_npu_glue(graph: IntegerGraph, optimized_model: bytes, directory: Path) -> bool:
@@ -348,10 +354,19 @@ def _write_npu_glue(graph: IntegerGraph, optimized_model: bytes, directory: Path
     its other outputs.
     """
     from tvmse.targets.cortex_m import npu_glue
-    return _write_glue(lambda: npu_glue.generate(graph, optimized_model), directory)
+    return _write_glue(lambda: npu_glue.generate(graph, optimized_model), directory, graph)
 
 
-def _write_glue(generate, directory: Path) -> bool:
+def _audio_hop_note(directory: Path) -> str:
+    from tvmse.targets.cortex_m import audio_hop
+    return ("; the whole audio hop: tvmse_process(in[256], out[256], state) in tvmse_audio.h"
+            if (directory / audio_hop.SOURCE).is_file() else "")
+
+
+def _write_glue(generate, directory: Path, graph: IntegerGraph) -> bool:
+    """The glue ``generate()`` makes and, for a feature-frame → mask model, the audio hop around it
+    (``tvmse_process``, targets.cortex_m.audio_hop)."""
+    from tvmse.targets.cortex_m import audio_hop
     from tvmse.targets.cortex_m.errors import LoweringError
     from tvmse.targets.ethosu.vela_model import VelaModelError
 
@@ -361,7 +376,10 @@ def _write_glue(generate, directory: Path) -> bool:
         logger.warning("no C glue written (src/): %s", exc)
         return False
     directory.mkdir(parents=True, exist_ok=True)
-    for file_name, text in generated.files.items():
+    hop_files, hop_unavailable = audio_hop.files_for(graph)
+    if hop_unavailable:
+        logger.info("no audio hop in src/: %s", hop_unavailable)
+    for file_name, text in {**generated.files, **hop_files}.items():
         (directory / file_name).write_text(text)
     return True
 
@@ -400,6 +418,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ram-budget", type=int, metavar="BYTES",
                    help="cortex-m55: fail if the arena plus the streaming state need more RAM than this")
     p.add_argument("--frames", type=int, help="cortex-m55 --run: frames to run with state carried (default 50)")
+    p.add_argument("--audio", metavar="FILE.wav",
+                   help="cortex-m55 --run qemu: also stream this recording through tvmse_process (the whole audio "
+                        "hop), check it bit-exact, count instructions per hop, write enhanced.wav")
     return p
 
 
@@ -417,7 +438,7 @@ def main(argv: list[str] | None = None) -> int:
     result = compile_model(args.model, args.target, args.accelerator_config, args.system_config,
                            args.memory_mode, args.output_dir, verify_trials, tuple(args.disable_pass),
                            parse_state_pairs(args.state), args.calibration, args.percentile, force=args.force,
-                              features=args.features, sram_budget=args.sram_budget, tuning=args.tuning)
+                           features=args.features, sram_budget=args.sram_budget, tuning=args.tuning)
     print(result.summary)
     stem = Path(args.model).stem
     built = f"{stem}_seg*_vela.tflite" if "placement" in result.report else f"{stem}_vela.tflite, {stem}_vela.h"
@@ -434,7 +455,7 @@ def _main_cortex_m(args: argparse.Namespace) -> int:
     report = compile_cortex_m(model, output_dir, args.run, args.ram_budget,
                               50 if args.frames is None else args.frames, tuple(args.disable_pass),
                               parse_state_pairs(args.state), args.calibration, args.percentile, force=args.force,
-                              features=args.features)
+                              features=args.features, audio=args.audio)
     print(summary_line(report))
     print(f"output: {output_dir}/ (report.md with plots, report.json, src/)")
     return 0

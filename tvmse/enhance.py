@@ -10,9 +10,11 @@ resampled with a polyphase filter, both said on stderr). The output has the inpu
 exactly its number of samples, in one channel.
 
 ``--model`` runs a QDQ ONNX step in onnxruntime frame by frame (or a ``.pt`` checkpoint in torch);
-``--compiled`` runs the integer form a ``tvmse compile`` output folder holds (``integer_graph.json``)
-with the host reference (``tvmse.targets.host``), which every compiled target matches bit for bit:
-what you hear is what the device computes, given the same features. ``--clean REF`` prints SDR,
+``--compiled`` runs what the device runs: the integer audio hop of the firmware's ``tvmse_process``
+(``tvmse.integer_hop``: fixed-point window, FFT, feature codes, mask, inverse FFT, overlap-add) around
+the integer form the ``tvmse compile`` output folder holds (``integer_graph.json``), stepped by the
+host reference (``tvmse.targets.host``), which every compiled target matches bit for bit: what you
+hear is what the device computes from the same samples. ``--clean REF`` prints SDR,
 SI-SDR, PESQ-WB and STOI of the noisy input and of the output against the reference (at 16 kHz).
 A PNG beside the output shows the noisy and enhanced spectrograms and the mask.
 """
@@ -117,30 +119,33 @@ def load_integer_graph(folder: str | os.PathLike):
     return IntegerGraph.from_module(tvm.ir.load_json(path.read_text()))
 
 
-def compiled_masks(folder: str | os.PathLike, quiet: bool = True):
-    """The compiled integer graph stepped by the host reference, the state carried frame to frame."""
-    from tvmse.targets.host import HostReference
-    graph = load_integer_graph(folder)
-    return graph_masks(graph, HostReference(graph), quiet)
+class CompiledHop:
+    """A compile output folder run as the device runs it: the integer audio hop (``tvmse.integer_hop``,
+    what the firmware's ``tvmse_process`` computes, bit for bit) around the compiled integer graph, which
+    the host reference steps hop by hop with the state carried."""
 
+    def __init__(self, folder: str | os.PathLike, quiet: bool = True):
+        from tvmse.integer_hop import HopPipelineError, for_graph, graph_network
+        from tvmse.targets.host import HostReference
+        graph = load_integer_graph(folder)
+        try:
+            self.hop, frame, mask = for_graph(graph)
+        except HopPipelineError as exc:
+            raise ModelFileError(f"{folder}: {exc}") from None
+        self.mask_info = graph.tensors()[mask]
+        self.network = graph_network(graph, HostReference(graph), frame, mask, progress=lambda items, total: progress(
+            items, total, desc="enhance", quiet=quiet, unit="hops"))
 
-def graph_masks(graph, reference, quiet: bool = True):
-    """Mask function of an integer graph run by ``reference`` (a HostReference of ``graph``)."""
-    from tvmse.targets.host.reference import streaming_state_pairs
-    frame = graph.inputs[0]
-    _check_frame_shape(frame.name, frame.shape)
-    mask_name = next(o for o in graph.outputs if o not in set(streaming_state_pairs(graph).values()))
-    mask_info = graph.tensors()[mask_name]
-
-    def run(feats: np.ndarray) -> np.ndarray:
-        scaled = np.asarray(feats, np.float32) / np.float32(frame.scale) + np.float32(frame.zero_point)
-        frames = np.clip(np.round(scaled), -128, 127).astype(np.int8)[:, None, :]
-        outputs = reference.rollout(frames, frame_input=frame.name)
-        masks = np.stack([out[mask_name][0] for out in
-                          progress(outputs, len(frames), desc="enhance", quiet=quiet, unit="frames")])
-        return (masks.astype(np.float32) - mask_info.zero_point) * np.float32(mask_info.scale)
-
-    return run
+    def enhance(self, noisy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(enhanced float32 [len(noisy)], mask float32 [frames, bins]) of a 16 kHz signal, aligned with it:
+        the signal as int16, one hop of silence appended to flush the overlap-add, the stream's one-hop
+        delay removed."""
+        from tvmse.integer_hop import STREAM_DELAY, to_int16
+        samples = np.concatenate([to_int16(noisy), np.zeros(STREAM_DELAY, np.int16)])
+        stream, codes = self.hop.process(samples, self.network)
+        enhanced = stream[STREAM_DELAY:STREAM_DELAY + len(noisy)].astype(np.float32) / np.float32(32768)
+        mask = (codes.astype(np.float32) - self.mask_info.zero_point) * np.float32(self.mask_info.scale)
+        return enhanced, mask
 
 
 def _check_frame_shape(model, shape) -> None:
@@ -200,8 +205,11 @@ def enhance(noisy: str | os.PathLike, output: str | os.PathLike | None = None, *
         log.info("%s → 16 kHz mono for the model (%s)", audio.describe(), ", ".join(
             (["channels averaged"] if audio.channels > 1 else []) +
             ([f"resampled from {audio.sample_rate} Hz"] if audio.sample_rate != SAMPLE_RATE else [])))
-    mask_function = (compiled_masks(compiled, quiet) if compiled is not None else model_masks(model, quiet))
-    enhanced_16k, mask, enhanced_spectrum = enhance_signal(mask_function, audio.mono16k)
+    if compiled is not None:
+        enhanced_16k, mask = CompiledHop(compiled, quiet).enhance(audio.mono16k)
+        enhanced_spectrum = stft(enhanced_16k)
+    else:
+        enhanced_16k, mask, enhanced_spectrum = enhance_signal(model_masks(model, quiet), audio.mono16k)
     enhanced = _fit_length(resample(enhanced_16k, SAMPLE_RATE, audio.sample_rate), audio.frames)
     result = EnhanceResult(enhanced, audio.sample_rate, enhanced_16k, audio.mono16k, mask)
     if clean is not None:

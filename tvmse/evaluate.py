@@ -74,9 +74,9 @@ def torch_masks(path: str | os.PathLike) -> MaskFunction:
 
 
 def load_mask_function(path: str | os.PathLike) -> MaskFunction:
-    if Path(path).is_dir():  # a compile output folder: its integer graph on the host reference
-        from tvmse.enhance import compiled_masks
-        return compiled_masks(path)
+    if Path(path).is_dir():  # a compile output folder: the device's integer hop around its integer graph
+        from tvmse.enhance import CompiledHop
+        return CompiledHop(path)
     suffix = Path(path).suffix
     if suffix == ".onnx":
         return onnx_masks(path)
@@ -86,7 +86,11 @@ def load_mask_function(path: str | os.PathLike) -> MaskFunction:
 
 
 def enhance(mask_function: MaskFunction, noisy: np.ndarray) -> np.ndarray:
-    """Enhanced signal, same length and alignment as ``noisy``."""
+    """Enhanced signal, same length and alignment as ``noisy``. A compiled folder's model
+    (``enhance.CompiledHop``) runs the device's integer hop instead of the float STFT."""
+    from tvmse.enhance import CompiledHop
+    if isinstance(mask_function, CompiledHop):
+        return mask_function.enhance(noisy)[0]
     spectrum = stft(noisy)
     masks = mask_function(features(spectrum))
     return istft(apply_mask(spectrum, masks), len(noisy))

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tvmse.targets.cortex_m import emulate, glue as glue_mod, lower
+from tvmse.targets.cortex_m import audio_hop, audio_hop_run, emulate, glue as glue_mod, lower
 from tvmse.targets.cortex_m.errors import ArenaBudgetError
 
 log = logging.getLogger(__name__)
@@ -143,6 +143,7 @@ def render_markdown(report: dict) -> str:
             lines.append(f"| {g['op']} | {kinds} | {g['instructions_per_frame']:,.0f} | {macs} | {per_mac} |")
     for runner, note in cpu["runs"].items():
         lines += ["", f"{runner}: {note}"]
+    lines += [""] + audio_hop_run.markdown(report.get("audio"))
     lines += [""] + model_markdown(model) + import_markdown(report) + [""] + passes_markdown(report)
     lines += ["", "## Files", ""] + [f"- `{n}`: {w}" for n, w in report["artifacts"].items()]
     return "\n".join(lines) + "\n"
@@ -168,17 +169,18 @@ def check_runner(run: str | None) -> None:
 def compile_cortex_m(model_path: Path, output_dir: Path, run: str | None = None, ram_budget: int | None = None,
                      frames: int = 50, disabled_passes: tuple[str, ...] = (),
                      state: dict[str, str] | None = None, calibration=None, percentile=None, features=None,
-                     force: bool = False) -> dict:
+                     force: bool = False, audio=None) -> dict:
     """Compile for the Cortex-M55 into ``output_dir`` (see the module docstring); returns the report.
-    ``force`` allows replacing an existing folder tvmse did not write."""
+    ``force`` allows replacing an existing folder tvmse did not write; ``audio`` (a recording, with
+    ``run="qemu"``) is streamed through ``tvmse_process`` on QEMU as well."""
     return compile_cortex_m_graph(model_path, output_dir, run, ram_budget, frames, disabled_passes, state,
-                                  calibration, percentile, features, force)[0]
+                                  calibration, percentile, features, force, audio)[0]
 
 
 def compile_cortex_m_graph(model_path: Path, output_dir: Path, run: str | None = None, ram_budget: int | None = None,
                            frames: int = 50, disabled_passes: tuple[str, ...] = (),
                            state: dict[str, str] | None = None, calibration=None, percentile=None, features=None,
-                           force: bool = False):
+                           force: bool = False, audio=None):
     """:func:`compile_cortex_m`, returning (report, the compiled IntegerGraph)."""
     from tvmse import __version__
     from tvmse.compile import _write_report, check_positive, import_section, load_model, save_integer_graph
@@ -189,6 +191,7 @@ def compile_cortex_m_graph(model_path: Path, output_dir: Path, run: str | None =
 
     check_runner(run)
     check_positive(frames=frames, ram_budget=ram_budget)
+    recording = audio_hop_run.read_recording(audio, run) if audio is not None else None
     check_disabled(tuple(disabled_passes))
     check_output_dir(output_dir, model_path, force)
     imported = load_model(model_path, state, calibration, percentile, features)
@@ -196,9 +199,14 @@ def compile_cortex_m_graph(model_path: Path, output_dir: Path, run: str | None =
     network = lower.lower(graph)
     glue = glue_mod.generate(network)
     check_budget(glue, network, ram_budget)
+    hop_files, hop_unavailable = audio_hop.files_for(graph)
+    if recording is not None and hop_unavailable:
+        raise audio_hop_run.AudioOptionError(f"--audio cannot run: {hop_unavailable}")
     with staged_output(output_dir, model_path, force) as staging:
         glue_mod.write(glue, staging / "src")
-        notes, emulated = {}, None
+        for file_name, text in hop_files.items():
+            (staging / "src" / file_name).write_text(text)
+        notes, emulated, audio_section = {}, None, None
         if run == "qemu":
             reference = HostReference(graph)
             tensors = graph.tensors()
@@ -206,11 +214,14 @@ def compile_cortex_m_graph(model_path: Path, output_dir: Path, run: str | None =
             with tempfile.TemporaryDirectory(prefix="tvmse-m55-") as work:
                 emulated = emulate.run_on_qemu(network, glue, staging / "src", reference, inputs, Path(work))
             notes["qemu"] = (f"{frames} random frames, state carried: bit-exact against the host reference")
+        if recording is not None:
+            audio_section = audio_hop_run.run_recording(graph, glue, staging, reference, recording)
         artifacts = {f"src/{n}": what for n, what in [
             ("tvmse_model.h", "the C API"), ("tvmse_model.c", "arena plan and kernel call sequence"),
             ("tvmse_weights.c", "constants (flash)"), ("tvmse_kernels.c", "TVM-generated element-wise kernels"),
             ("tvmse_kernels_fc.c", "TVM-generated FC kernels (clang: -mllvm -force-vector-width=16)"),
             ("tvmse_tvm_abi.h", "C types of TVM's packed-FFI kernels")]}
+        artifacts.update(audio_hop_run.artifacts(hop_files, hop_unavailable, audio_section))
         save_integer_graph(graph, staging, artifacts)
         artifacts.update({"report.json": "all figures, machine-readable", "report.md": "this report"})
         report = {"tvmse_version": __version__, "source": {"path": str(model_path), "sha256": _sha256(model_path)},
@@ -218,6 +229,8 @@ def compile_cortex_m_graph(model_path: Path, output_dir: Path, run: str | None =
                   "cpu": cpu_section(network, glue, emulated, notes), "passes": list(rewrites),
                   "import": import_section(imported), "pipeline": pipeline_section(rewrites, disabled_passes),
                   "artifacts": artifacts}
+        if audio_section is not None:
+            report["audio"] = audio_section
         _write_report(staging, report, render_markdown)
     return report, graph
 
@@ -232,6 +245,11 @@ def summary_line(report: dict) -> str:
         text += (f"; QEMU: bit-exact over {q['frames']} frames, {q['instructions_per_frame']:,.0f} instructions/frame "
                  f"(instructions, not cycles); text {s['text']:,} B, rodata {s['rodata']:,} B, data {s['data']:,} B, "
                  f"bss {s['bss']:,} B, stack {s['stack_high_water']:,} B")
+    audio = report.get("audio")
+    if audio:
+        per_hop = audio["instructions_per_hop"]
+        text += (f"; audio: {audio['hops']} hops through tvmse_process bit-exact, {per_hop['pipeline']:,.0f} pipeline "
+                 f"+ {per_hop['network']:,.0f} network instructions/hop")
     return text
 
 
