@@ -89,6 +89,8 @@ _Static_assert(TVMSE_MASK_SIZE == TVMSE_BINS, "the model's mask must hold TVMSE_
 #define THRESHOLDS {n_thresholds}
 /* Rounding right shift of an int64 (half up); right shifts of negative values are arithmetic on Arm. */
 #define ROUND_SHIFT(v, bits) (((v) + ((int64_t)1 << ((bits) - 1))) >> (bits))
+/* (a + b + 1) >> 1 of two int32 whose sum may pass 2^31, in int32: (a | b) - ((a ^ b) >> 1) */
+#define HALF_SUM(a, b) (((a) | (b)) - (((a) ^ (b)) >> 1))
 
 static const int16_t window[TVMSE_FFT_SIZE] = {{
     {window}
@@ -111,6 +113,14 @@ static const uint8_t bit_reversed[FFT_POINTS] = {{
 /* thresholds[j]: the smallest power (Q40) of feature code CODE_MIN + j + 1 */
 static const int64_t thresholds[THRESHOLDS] = {{
     {thresholds}
+}};
+/* bracket_lo/hi[b]: the counts of thresholds at or below 2^(b-1) and 2^b - 1, the smallest and largest
+ * power of bit length b (b = 0: power 0) */
+static const uint8_t bracket_lo[65] = {{
+    {bracket_lo}
+}};
+static const uint8_t bracket_hi[65] = {{
+    {bracket_hi}
 }};
 /* gains[c + 128]: the Q14 gain of mask code c */
 static const int16_t gains[256] = {{
@@ -151,13 +161,13 @@ __attribute__((noinline)) void tvmse_audio_ifft(int32_t *re, int32_t *im)
             for (int top = j; top < FFT_POINTS; top += 2 * half) {{
                 const int bottom = top + half;
                 const int64_t br = re[bottom], bi = im[bottom];
-                const int64_t tr = ROUND_SHIFT(wr * br - wi * bi, {tw});
-                const int64_t ti = ROUND_SHIFT(wr * bi + wi * br, {tw});
-                const int64_t ar = re[top], ai = im[top];   /* a + t can pass 2^31: sum in int64 */
-                re[top] = (int32_t)ROUND_SHIFT(ar + tr, 1);
-                im[top] = (int32_t)ROUND_SHIFT(ai + ti, 1);
-                re[bottom] = (int32_t)ROUND_SHIFT(ar - tr, 1);
-                im[bottom] = (int32_t)ROUND_SHIFT(ai - ti, 1);
+                const int32_t tr = (int32_t)ROUND_SHIFT(wr * br - wi * bi, {tw});
+                const int32_t ti = (int32_t)ROUND_SHIFT(wr * bi + wi * br, {tw});
+                const int32_t ar = re[top], ai = im[top];
+                re[top] = HALF_SUM(ar, tr);
+                im[top] = HALF_SUM(ai, ti);
+                re[bottom] = HALF_SUM(ar, -tr);
+                im[bottom] = HALF_SUM(ai, -ti);
             }}
         }}
     }}
@@ -185,12 +195,15 @@ __attribute__((noinline)) void tvmse_audio_analyze(const int16_t *history, const
     }}
 }}
 
-/* Each bin's feature code: CODE_MIN + the number of thresholds at or below its power. */
+/* Each bin's feature code: CODE_MIN + the number of thresholds at or below its power, found by a binary
+ * search inside the bracket of the power's bit length (thresholds grow ~0.39 dB a code, so one octave of
+ * power spans ~8 codes: three steps instead of eight). */
 __attribute__((noinline)) void tvmse_audio_features(int8_t *codes)
 {{
     for (int k = 0; k < TVMSE_BINS; k++) {{
         int64_t power = (int64_t)spec_re[k] * spec_re[k] + (int64_t)spec_im[k] * spec_im[k];
-        int lo = 0, hi = THRESHOLDS;
+        int bits = power == 0 ? 0 : 64 - __builtin_clzll((uint64_t)power);
+        int lo = bracket_lo[bits], hi = bracket_hi[bits];
         while (lo < hi) {{
             int mid = (lo + hi) >> 1;
             if (thresholds[mid] <= power) {{
@@ -264,6 +277,7 @@ int tvmse_process(const int16_t in[TVMSE_HOP], int16_t out[TVMSE_HOP], tvmse_aud
 
 def generate(tables: HopTables) -> dict[str, str]:
     """``tvmse_audio.h`` and ``tvmse_audio.c`` with ``tables``' constants."""
+    lo, hi = search_brackets(tables.thresholds)
     header = _HEADER_TEXT.format(hop=HOP, fft=2 * M, bins=N_BINS)
     source = _SOURCE_TEXT.format(
         m=M, code_min=tables.code_min, n_thresholds=len(tables.thresholds), tw=TWIDDLE_BITS,
@@ -271,8 +285,21 @@ def generate(tables: HopTables) -> dict[str, str]:
         window=_c_values(tables.window), fft_cos=_c_values(tables.fft_twiddles[0]),
         fft_sin=_c_values(tables.fft_twiddles[1]), split_cos=_c_values(tables.split_twiddles[0]),
         split_sin=_c_values(tables.split_twiddles[1]), bitrev=_c_values(bit_reversal(M)),
-        thresholds=_c_values(tables.thresholds.astype(np.int64)), gains=_c_values(tables.gains))
+        thresholds=_c_values(tables.thresholds.astype(np.int64)), gains=_c_values(tables.gains),
+        bracket_lo=_c_values(lo), bracket_hi=_c_values(hi))
     return {HEADER: header, SOURCE: source}
+
+
+def search_brackets(thresholds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per bit length b of a power (0…64): the least and the greatest count of thresholds at or below any
+    power of that length; the device's binary search for the feature code starts between them."""
+    if len(thresholds) > 255:
+        raise ValueError(f"{len(thresholds)} thresholds do not fit the uint8 brackets")
+    smallest = [0] + [1 << (b - 1) for b in range(1, 65)]
+    largest = [0] + [(1 << b) - 1 for b in range(1, 65)]
+    count = [int(np.searchsorted(thresholds, np.int64(v), side="right")) if v < 2 ** 63 else len(thresholds)
+             for v in smallest + largest]
+    return np.array(count[:65], np.uint8), np.array(count[65:], np.uint8)
 
 
 # ---------------------------------------------------------------------------------------- QEMU

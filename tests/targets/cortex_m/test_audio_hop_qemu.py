@@ -114,3 +114,19 @@ def test_the_device_output_improves_on_the_noisy_input_like_the_float_pipeline(a
     graph = audio_build.graph
     float_path = float_pipeline(graph, HostReference(graph), noisy)
     assert abs(si_sdr(clean, device) - si_sdr(clean, float_path)) < 0.3
+
+
+def test_full_scale_input_stays_bit_exact(tiny_onnx, tmp_path):
+    """The int32 bounds of the fixed-point FFTs hold at full scale: a square wave, a full-scale chirp and
+    clipped noise, 48 kHz stereo in (resampled as enhance does)."""
+    rate = 48_000
+    t = np.arange(rate // 2) / rate
+    rng = np.random.default_rng(1)
+    mono = np.concatenate([np.sign(np.sin(2 * np.pi * 440 * t)), np.sin(2 * np.pi * (100 + 7000 * t) * t),
+                           np.clip(3 * rng.standard_normal(len(t)), -1, 1)])
+    recording = tmp_path / "loud.wav"
+    sf.write(recording, np.stack([mono, mono], axis=1) * 0.9999, rate, subtype="PCM_16")   # averages to mono
+    result = compile_model(tiny_onnx, target="cortex-m55", output_dir=tmp_path / "loud", run="qemu", frames=1,
+                           audio=recording)
+    assert result.report["audio"]["bit_exact_vs_host_integer_pipeline"] is True
+    assert "48000 Hz, 2 channels" in result.report["audio"]["input"]
