@@ -64,12 +64,12 @@ class CompileResult:
 
 
 def resolve_vela_config(target: str, accelerator_config: str | None, system_config: str | None,
-                        memory_mode: str | None):
+                        memory_mode: str | None, arena_cache_size: int | None = None):
     from tvmse.targets.ethosu.vela_driver import VelaConfig, family
     if target not in TARGETS:
         raise ConfigError(f"unknown target '{target}'; valid: {', '.join(TARGETS)}")
     accelerator = accelerator_config or TARGETS[target]
-    config = VelaConfig(accelerator, system_config, memory_mode).resolved()
+    config = VelaConfig(accelerator, system_config, memory_mode, arena_cache_size).resolved()
     if family(config.accelerator) != target:
         raise ConfigError(f"accelerator config '{accelerator}' does not belong to target '{target}'; "
                           f"use --target {family(config.accelerator)} or an {target}-* accelerator config")
@@ -82,6 +82,7 @@ TARGET_OPTIONS = (
     ("--accelerator-config", "accelerator_config", tuple(TARGETS), "the Cortex-M55 build has no NPU"),
     ("--system-config", "system_config", tuple(TARGETS), "the Cortex-M55 build has no NPU"),
     ("--memory-mode", "memory_mode", tuple(TARGETS), "the Cortex-M55 build has no NPU"),
+    ("--arena-cache-size", "arena_cache_size", tuple(TARGETS), "the Cortex-M55 build has no NPU"),
     ("--verify-trials", "verify_trials", tuple(TARGETS),
      "the Cortex-M55 build is checked on QEMU with --run qemu --frames N"),
     ("--run", "run", (CORTEX_M_TARGET,), "no emulator models the Ethos-U NPU; the Ethos-U build is checked "
@@ -180,7 +181,8 @@ def compile_model(model_path: str | os.PathLike, target: str = "ethos-u55", acce
                   example_inputs: dict | None = None, output_names: list[str] | None = None,
                   force: bool = False, features: str | None = None, run: str | None = None,
                   ram_budget: int | None = None, frames: int = 50, sram_budget: int | None = None,
-                  tuning: str | os.PathLike | None = None, audio: str | os.PathLike | None = None) -> CompileResult:
+                  tuning: str | os.PathLike | None = None, audio: str | os.PathLike | None = None,
+                  arena_cache_size: int | None = None) -> CompileResult:
     """Compile a model (a file, or a torch module with ``example_inputs``) for an Ethos-U NPU or, with
     ``target="cortex-m55"``, as C for the CPU; see the module docstring for what is written.
 
@@ -190,6 +192,7 @@ def compile_model(model_path: str | os.PathLike, target: str = "ethos-u55", acce
     place layers' weights in SRAM greedily within it (``targets.ethosu.placement``); ``tuning``: replay a
     tuning file of ``python -m tvmse.autotune`` (checked against the model, target and tool versions). Both
     build in placement segments (``_compile_placed``).
+    ``arena_cache_size`` (bytes): Vela's arena cache in Dedicated_Sram (Ethos-U65/U85).
     """
     if not isinstance(model_path, (str, os.PathLike)):   # a torch.nn.Module: export it, compile the file
         from tvmse.frontend.torch_export import export_module
@@ -200,7 +203,7 @@ def compile_model(model_path: str | os.PathLike, target: str = "ethos-u55", acce
                                  output_dir, verify_trials,
                                  disabled_passes, state, calibration, percentile, force=force, features=features,
                                  run=run, ram_budget=ram_budget, frames=frames, sram_budget=sram_budget,
-                                 tuning=tuning, audio=audio)
+                                 tuning=tuning, audio=audio, arena_cache_size=arena_cache_size)
     if target == CORTEX_M_TARGET:
         return _compile_cortex_m(Path(model_path), output_dir, run, ram_budget, frames, tuple(disabled_passes),
                                  state, calibration, percentile, force, features, audio)
@@ -211,7 +214,7 @@ def compile_model(model_path: str | os.PathLike, target: str = "ethos-u55", acce
     from tvmse.targets.host import HostReference
 
     model_path = Path(model_path)
-    config = resolve_vela_config(target, accelerator_config, system_config, memory_mode)
+    config = resolve_vela_config(target, accelerator_config, system_config, memory_mode, arena_cache_size)
     check_disabled(tuple(disabled_passes))
     check_positive(verify_trials=verify_trials)
     name = model_path.stem
@@ -393,6 +396,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--accelerator-config", help="Vela accelerator, e.g. ethos-u55-128 (default per target)")
     p.add_argument("--system-config", help="Vela system config (default Ethos_U55_High_End_Embedded for U55)")
     p.add_argument("--memory-mode", help="Vela memory mode (default Shared_Sram)")
+    p.add_argument("--arena-cache-size", type=int, metavar="BYTES",
+                   help="Dedicated_Sram (Ethos-U65/U85): SRAM that caches the arena held in DRAM (default: Vela's, "
+                        "the system's whole SRAM)")
     p.add_argument("--output-dir", help="output folder (default out/<model>-<accelerator>-<memory mode>"
                    "[-no-<pass>…]; cortex-m55: out/<model>-cortex-m55[-no-<pass>…])")
     p.add_argument("--force", action="store_true",
@@ -438,7 +444,8 @@ def main(argv: list[str] | None = None) -> int:
     result = compile_model(args.model, args.target, args.accelerator_config, args.system_config,
                            args.memory_mode, args.output_dir, verify_trials, tuple(args.disable_pass),
                            parse_state_pairs(args.state), args.calibration, args.percentile, force=args.force,
-                           features=args.features, sram_budget=args.sram_budget, tuning=args.tuning)
+                           features=args.features, sram_budget=args.sram_budget, tuning=args.tuning,
+                           arena_cache_size=args.arena_cache_size)
     print(result.summary)
     stem = Path(args.model).stem
     built = f"{stem}_seg*_vela.tflite" if "placement" in result.report else f"{stem}_vela.tflite, {stem}_vela.h"

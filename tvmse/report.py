@@ -56,6 +56,7 @@ def npu_section(build: EthosUBuild) -> dict:
         "accelerator": cfg.accelerator,
         "system_config": cfg.system_config,
         "memory_mode": cfg.memory_mode,
+        "arena_cache_size": cfg.arena_cache_size,
         "core_clock_hz": clock,
         "source": "Vela performance model",
         "npu_cycles_per_frame": vela.npu_cycles,
@@ -114,7 +115,8 @@ def pipeline_section(rewrites: list[dict], disabled_passes: tuple[str, ...] = ()
 
 def summary_line(report: dict) -> str:
     npu, mem = report["npu"], report["npu"]["memory"]
-    return (f"{Path(report['source']['path']).name} → {npu['accelerator']} ({npu['system_config']}, {npu['memory_mode']}, "
+    cache = f"arena cache {npu['arena_cache_size']:,} B, " if npu.get("arena_cache_size") is not None else ""
+    return (f"{Path(report['source']['path']).name} → {npu['accelerator']} ({npu['system_config']}, {npu['memory_mode']}, {cache}"
             f"{npu['core_clock_hz'] / 1e6:.0f} MHz): {npu['total_cycles_per_frame']:,} cycles/frame "
             f"({npu['npu_cycles_per_frame']:,} NPU) = {npu['ms_per_frame']:.3f} ms/frame; "
             f"flash {mem['flash_bytes']:,} B, SRAM {mem['sram_bytes']:,} B; "

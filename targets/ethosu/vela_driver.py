@@ -27,6 +27,7 @@ FAMILY_DEFAULTS = {
     "ethos-u65": ("Ethos_U65_High_End", "Shared_Sram"),
     "ethos-u85": ("Ethos_U85_SYS_DRAM_High", "Shared_Sram"),
 }
+DEDICATED_SRAM = "Dedicated_Sram"
 # Vela's own rule: U55 has no dedicated SRAM mode (its AXI ports cannot hold the arena off-chip)
 FAMILY_MEMORY_MODES_EXCLUDED = {"ethos-u55": ("Dedicated_Sram",)}
 
@@ -59,9 +60,14 @@ def family(accelerator: str) -> str:
 
 @dataclass(frozen=True)
 class VelaConfig:
+    """What Vela compiles for. ``arena_cache_size`` (bytes, Dedicated_Sram only: Ethos-U65/U85 keep the
+    arena in DRAM and cache it in this much SRAM) is Vela's ``--arena-cache-size``; None is Vela's default,
+    the system's whole SRAM."""
+
     accelerator: str = DEFAULT_ACCELERATOR
     system_config: str | None = None
     memory_mode: str | None = None
+    arena_cache_size: int | None = None
 
     def resolved(self) -> "VelaConfig":
         """Fill defaults for the accelerator's family and check every combination; ConfigError lists valid values."""
@@ -82,14 +88,22 @@ class VelaConfig:
         if memory_mode not in valid_modes:
             raise ConfigError(f"memory mode '{memory_mode}' is not valid for {self.accelerator}; "
                               f"valid: {', '.join(valid_modes)}")
-        return VelaConfig(self.accelerator, system_config, memory_mode)
+        if self.arena_cache_size is not None and memory_mode != DEDICATED_SRAM:
+            raise ConfigError(f"--arena-cache-size applies only to --memory-mode {DEDICATED_SRAM} (Ethos-U65/U85: the "
+                              f"arena in DRAM, cached in SRAM); in {memory_mode} the whole arena is in SRAM")
+        if self.arena_cache_size is not None and (isinstance(self.arena_cache_size, bool)
+                                                  or not isinstance(self.arena_cache_size, int)
+                                                  or self.arena_cache_size < 16):
+            raise ConfigError(f"--arena-cache-size {self.arena_cache_size}: must be a whole number of bytes ≥ 16")
+        return VelaConfig(self.accelerator, system_config, memory_mode, self.arena_cache_size)
 
     @property
     def core_clock_hz(self) -> float:
         return float(_vela_ini()[1][f"System_Config.{self.system_config}"]["core_clock"])
 
     def describe(self) -> str:
-        return f"{self.accelerator}, {self.system_config}, {self.memory_mode}"
+        cache = f", arena cache {self.arena_cache_size:,} B" if self.arena_cache_size is not None else ""
+        return f"{self.accelerator}, {self.system_config}, {self.memory_mode}{cache}"
 
 
 @dataclass
@@ -164,6 +178,8 @@ def compile_tflite(model: bytes, config: VelaConfig, name: str = "model",
                 "--output-dir", str(out), "--enable-debug-db"]
         if ignore_ops:
             argv += ["--ignore-ops", ",".join(ignore_ops)]
+        if config.arena_cache_size is not None and config.memory_mode == DEDICATED_SRAM:
+            argv += ["--arena-cache-size", str(config.arena_cache_size)]
         log = io.StringIO()
         try:
             with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
