@@ -54,6 +54,11 @@ Leaves unchanged: graphs without dead channels; graph inputs and outputs that ar
 Numerics: bit-exact on every non-state output and on every kept state slot, for any state values
 (dead channels never reach a kept one).
 Must run before: tile_block_sparse (tiling should see the compacted weights).
+
+Aligned variant (``FoldDeadUnits(align=A)``, an autotune decision): before the rewrite, dead state
+slots are kept back, lowest-numbered first, until every folded state is a multiple of A slots wide
+or whole, and the sets are closed again (``aligned_channels``). Dropping one unit of 256 moves an
+LSTM's four gate slices off the NPU's 16-row output grid; keeping it is exact and can be faster.
 """
 
 from __future__ import annotations
@@ -193,12 +198,15 @@ def _close_state(graph: IntegerGraph, pairs: dict[str, str], kept: Kept) -> None
         kept[state_in][:] = kept[state_out][:] = both
 
 
-def kept_channels(graph: IntegerGraph) -> Kept:
-    """Live channels of every tensor, closed so that every op can run on them (see module doc)."""
+def kept_channels(graph: IntegerGraph, seeds: Kept | None = None) -> Kept:
+    """Live channels of every tensor, closed so that every op can run on them (see module doc).
+    ``seeds``: channels to keep in any case (a superset of the live ones is always exact)."""
     tensors = graph.tensors()
     pairs = state_pairs(graph)
     rules = {op.name: channel_rule(op, tensors)[0] for op in graph.ops}
     kept = {name: np.zeros(channels(t), bool) for name, t in tensors.items()}
+    for name, seed in (seeds or {}).items():
+        kept[name] |= seed
     for t in graph.inputs:
         if t.name not in pairs:
             kept[t.name][:] = True
@@ -214,6 +222,22 @@ def kept_channels(graph: IntegerGraph) -> Kept:
         _close_state(graph, pairs, kept)
         if all(np.array_equal(a, b) for a, b in zip(before, kept.values())):
             return kept
+
+
+def aligned_channels(graph: IntegerGraph, kept: Kept, align: int) -> Kept:
+    """``kept`` with dead state slots kept back (the lowest-numbered first) until every folded state is a
+    multiple of ``align`` slots wide or whole, then closed again: the fold that keeps the gate rows of a
+    recurrent layer on the NPU's ``align``-row output grid (``FoldDeadUnits(align=…)``)."""
+    pairs = state_pairs(graph)
+    while True:
+        seeds = {s: kept[s].copy() for s in pairs}
+        for s, keep in seeds.items():
+            count, total = int(keep.sum()), len(keep)
+            want = min(total, -(-count // align) * align)
+            keep[np.flatnonzero(~keep)[:want - count]] = True
+        if all(np.array_equal(seeds[s], kept[s]) for s in pairs):
+            return kept
+        kept = kept_channels(graph, seeds)
 
 
 # ---- rewrite ------------------------------------------------------------------------------------
@@ -297,10 +321,17 @@ def _records(graph: IntegerGraph, new: IntegerGraph, config) -> list[dict]:
 
 
 class FoldDeadUnits:
-    """Remove dead hidden units and channels across the recurrence; see the module docstring."""
+    """Remove dead hidden units and channels across the recurrence; see the module docstring.
+
+    ``align``: keep each folded streaming state a multiple of ``align`` slots wide (or whole) by keeping
+    some dead units (exact: a superset of the live channels), so that an LSTM's four gate slices of the
+    FC output start on the NPU's output grid (16 rows on Ethos-U55); autotune's tile-aligned fold."""
 
     name = "fold_dead_units"
     must_run_before = ("tile_block_sparse",)
+
+    def __init__(self, align: int | None = None):
+        self.align = align
 
     def run(self, graph: IntegerGraph, config=None) -> tuple[IntegerGraph, list[dict]]:
         tensors = graph.tensors()
@@ -309,6 +340,8 @@ class FoldDeadUnits:
             if rule == "opaque":
                 logger.debug("%s: %s keeps every channel of its operands: %s", self.name, op.name, why)
         kept = kept_channels(graph)
+        if self.align:
+            kept = aligned_channels(graph, kept, self.align)
         if all(k.all() for k in kept.values()):
             logger.debug("%s: graph left unchanged: every channel is live", self.name)
             return graph, []

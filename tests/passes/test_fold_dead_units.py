@@ -150,6 +150,36 @@ test_random_unit_masks_bit_exact, test_random_unit_masks_bit_exact_10k = propert
     hidden=st.lists(st.integers(1, 6), min_size=1, max_size=2), n_out=st.integers(1, 4), data=st.data())
 
 
+def test_aligned_fold_keeps_dead_units_back_to_the_grid():
+    rng = np.random.default_rng(11)
+    graph = lstm_graph(rng, 4, [6, 5], 3)
+    prune_units(graph, 0, [1, 3, 4])      # 3 of 6 live → 4: the lowest dead unit (1) is kept back
+    prune_units(graph, 1, [0])            # 4 of 5 live: already on a grid of 4
+    new, _ = FoldDeadUnits(align=4).run(graph)
+    assert new.state_slots == {"h0": [0, 1, 2, 5], "c0": [0, 1, 2, 5], "h1": [1, 2, 3, 4], "c1": [1, 2, 3, 4]}
+    assert _fc_shapes(new)["lstm0/fc"] == (16, 8)
+    _assert_exact(graph, new, rng)
+
+
+def _aligned_fold_bit_exact(seed, hidden, align, data):
+    rng = np.random.default_rng(seed)
+    graph = lstm_graph(rng, 3, hidden, 2)
+    for layer, H in enumerate(hidden):
+        prune_units(graph, layer, data.draw(st.lists(st.integers(0, H - 1), unique=True, max_size=H)))
+    plain, _ = PASS.run(graph)
+    new, _ = FoldDeadUnits(align=align).run(graph)
+    for state, slots in new.state_slots.items():
+        width = graph.tensors()[state].shape[-1]
+        assert len(slots) % align == 0 or len(slots) == width
+        assert set(plain.state_slots.get(state, range(width))) <= set(slots)   # a superset of the live units
+    assert_same_rollout(_numpy(graph), graph, _numpy(new), new, rng, frames=3)
+
+
+test_aligned_fold_bit_exact, test_aligned_fold_bit_exact_10k = property_tests(
+    _aligned_fold_bit_exact, seed=st.integers(0, 2**31), hidden=st.lists(st.integers(1, 9), min_size=1, max_size=2),
+    align=st.sampled_from([2, 3, 4, 16]), data=st.data())
+
+
 # ---- GRU cells (the form the TFLite converter writes for Keras' GRU) -------------------------------
 def test_pruned_gru_units_vanish():
     """GRU(5), units 1 and 3 pruned: 3 gate rows each in FC(x) and FC(h), recurrent and output columns."""
