@@ -97,3 +97,13 @@ def test_a_model_without_257_features_in_and_out_is_refused(small_graph):
 def test_bad_samples_are_refused(hop):
     with pytest.raises(ValueError, match="int16"):
         hop.frames(np.zeros(10, np.float32))
+
+
+def test_chunked_processing_equals_one_chunk(hop):
+    x = _signals()["speech"]
+    network = lambda codes: (codes // 2).astype(np.int8)   # noqa: E731 - any stateless map of codes
+    whole, mask = hop.process(x, network, chunk=10_000)
+    for chunk in (1, 7, 64):
+        pieces, pieces_mask = hop.process(x, network, chunk=chunk)
+        np.testing.assert_array_equal(pieces, whole)
+        np.testing.assert_array_equal(pieces_mask, mask)

@@ -150,19 +150,19 @@ class IntegerHop:
 
     # ---- analysis ---------------------------------------------------------------------------
     def frames(self, samples: np.ndarray) -> np.ndarray:
-        """int64 [hops, N_FFT]: hop ``k``'s analysis buffer (HOP zeros of history, then the samples,
-        zero-padded to whole hops)."""
+        """[hops, N_FFT] (a read-only int16 view): hop ``k``'s analysis buffer (HOP zeros of history, then
+        the samples, zero-padded to whole hops)."""
         samples = np.asarray(samples)
         if samples.dtype != np.int16 or samples.ndim != 1:
             raise ValueError(f"expected 1-D int16 samples, got {samples.dtype} {samples.shape}")
         hops = -(-len(samples) // HOP)
-        padded = np.zeros((hops + 1) * HOP, np.int64)
+        padded = np.zeros((hops + 1) * HOP, np.int16)
         padded[HOP:HOP + len(samples)] = samples
         return np.lib.stride_tricks.sliding_window_view(padded, N_FFT)[::HOP][:hops]
 
     def spectra(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Real and imaginary parts (int64 [hops, N_BINS], Q20) of each frame's windowed real FFT."""
-        windowed = _round_shift(frames * self._window, ANALYSIS_SHIFT)
+        windowed = _round_shift(frames.astype(np.int64) * self._window, ANALYSIS_SHIFT)
         zr, zi = self._complex_fft(windowed[:, 0::2], windowed[:, 1::2], inverse=False)
         k = np.arange(N_BINS)
         mirror = (M - k) % M
@@ -201,24 +201,37 @@ class IntegerHop:
         return _round_shift(frame * self._window, SYNTHESIS_SHIFT)
 
     @staticmethod
-    def overlap_add(frames: np.ndarray) -> np.ndarray:
-        """int16 [hops * HOP]: hop ``k`` completes samples ``[(k-1) * HOP, k * HOP)`` (int32 sums, saturated)."""
+    def overlap_add(frames: np.ndarray, tail: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """int16 [hops * HOP]: hop ``k`` completes samples ``[(k-1) * HOP, k * HOP)`` (int32 sums, saturated),
+        ``tail`` being the second half of the frame before the first; and the last frame's second half."""
         out = frames[:, :HOP].copy()
         out[1:] += frames[:-1, HOP:]
-        return np.clip(out, -32768, 32767).astype(np.int16).reshape(-1)
+        if tail is not None and len(out):
+            out[0] += tail
+        last = frames[-1, HOP:].copy() if len(frames) else tail
+        return np.clip(out, -32768, 32767).astype(np.int16).reshape(-1), last
 
     # ---- the hop ----------------------------------------------------------------------------
-    def process(self, samples: np.ndarray, network) -> tuple[np.ndarray, np.ndarray]:
+    def process(self, samples: np.ndarray, network, chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:
         """The stream ``tvmse_process`` produces from ``samples`` (int16, zero-padded to whole hops): the
         output samples (delayed by ``STREAM_DELAY``) and the mask codes [hops, N_BINS].
 
         ``network(codes int8 [hops, N_BINS]) -> mask codes int8 [hops, N_BINS]`` runs the model over the
-        hops in order with its state carried from zero."""
-        re, im = self.spectra(self.frames(samples))
-        mask = np.asarray(network(self.feature_codes(re, im)), np.int8)
-        if mask.shape != re.shape:
-            raise ValueError(f"the network returned masks of shape {mask.shape}, expected {re.shape}")
-        return self.overlap_add(self.synthesis(*self.masked(re, im, mask))), mask
+        hops in order with its state carried from zero. The spectra are computed ``chunk`` hops at a time
+        (twice: for the features, then for the mask), so memory stays bounded on long recordings."""
+        frames = self.frames(samples)
+        spans = [(i, min(i + chunk, len(frames))) for i in range(0, len(frames), chunk)]
+        codes = [self.feature_codes(*self.spectra(frames[a:b])) for a, b in spans]
+        codes = np.concatenate(codes) if codes else np.zeros((0, N_BINS), np.int8)
+        mask = np.asarray(network(codes), np.int8)
+        if mask.shape != codes.shape:
+            raise ValueError(f"the network returned masks of shape {mask.shape}, expected {codes.shape}")
+        out, tail = [], None
+        for a, b in spans:
+            re, im = self.spectra(frames[a:b])
+            samples_out, tail = self.overlap_add(self.synthesis(*self.masked(re, im, mask[a:b])), tail)
+            out.append(samples_out)
+        return (np.concatenate(out) if out else np.zeros(0, np.int16)), mask
 
     def _complex_fft(self, re: np.ndarray, im: np.ndarray, inverse: bool) -> tuple[np.ndarray, np.ndarray]:
         """Radix-2 DIT FFT of M points over the last axis; the inverse uses conjugate twiddles and halves
