@@ -25,8 +25,11 @@ from __future__ import annotations
 import numpy as np
 from tvm.script import tirx as T
 
-#: Output rows computed together (sharing the input vector loads).
+#: Output rows computed together (sharing the input vector loads): the best single choice measured
+#: on the bundled models' shapes; ``autotune --target cortex-m55`` may pick another per shape.
 ROWS = 4
+#: The choices the tuner tries per FC shape.
+ROW_CHOICES = (1, 2, 4, 8)
 
 
 def folded_bias(weight: np.ndarray, bias: np.ndarray, x_zero_point: int) -> np.ndarray:
@@ -82,14 +85,17 @@ def _requantize_high_word(y, index, acc, mult, amount, zp2):
          + T.int32(zp2)) >> T.int32(1), T.int32(127)), T.int32(-128)))
 
 
-def fully_connected(n: int, k: int, y_zero_point: int, high_word: bool = False):
+def fully_connected(n: int, k: int, y_zero_point: int, high_word: bool = False, rows: int = ROWS):
     """PrimFunc ``(x[1,k] i8, w[n,k] i8, bias[n] i32, mult[n] i32, shift[n] i32) → y[1,n] i8``.
 
     ``bias`` must already hold the folded bias (``folded_bias``). ``shift`` holds
     ``shift_operand(shift)``; ``high_word`` must be ``uses_high_word(shift)`` (the cheaper
-    requantization of the high word of ``acc·m``; otherwise the general int64 one).
+    requantization of the high word of ``acc·m``; otherwise the general int64 one). ``rows``: output
+    rows computed per pass over the input (the rest, ``n mod rows``, one at a time).
     """
-    blocks, tail = divmod(n, ROWS)
+    if rows < 1:
+        raise ValueError(f"rows per input pass must be at least 1, not {rows}")
+    blocks, tail = divmod(n, rows)
     zp = int(y_zero_point)
     requantize = _requantize_high_word if high_word else _requantize
     zq = 1 + 2 * zp if high_word else zp
@@ -99,19 +105,19 @@ def fully_connected(n: int, k: int, y_zero_point: int, high_word: bool = False):
            mult: T.Buffer((n,), "int32"), shift: T.Buffer((n,), "int32"), y: T.Buffer((1, n), "int8")):
         T.func_attr({"tirx.noalias": True})
         # "global" scope: a small fixed-size array on the stack (other scopes go to the workspace allocator)
-        acc = T.alloc_buffer((ROWS,), "int32", scope="global")
+        acc = T.alloc_buffer((rows,), "int32", scope="global")
         for nb in range(blocks):
-            for r in T.unroll(ROWS):
-                acc[r] = bias[nb * ROWS + r]
+            for r in T.unroll(rows):
+                acc[r] = bias[nb * rows + r]
             for kk in range(k):
-                for r in T.unroll(ROWS):
-                    acc[r] = acc[r] + T.Cast("int32", x[0, kk]) * T.Cast("int32", w[nb * ROWS + r, kk])
-            for r in T.unroll(ROWS):
-                requantize(y, nb * ROWS + r, acc[r], mult, shift, zq)
+                for r in T.unroll(rows):
+                    acc[r] = acc[r] + T.Cast("int32", x[0, kk]) * T.Cast("int32", w[nb * rows + r, kk])
+            for r in T.unroll(rows):
+                requantize(y, nb * rows + r, acc[r], mult, shift, zq)
         for t in range(tail):
-            acc[0] = bias[blocks * ROWS + t]
+            acc[0] = bias[blocks * rows + t]
             for kk in range(k):
-                acc[0] = acc[0] + T.Cast("int32", x[0, kk]) * T.Cast("int32", w[blocks * ROWS + t, kk])
-            requantize(y, blocks * ROWS + t, acc[0], mult, shift, zq)
+                acc[0] = acc[0] + T.Cast("int32", x[0, kk]) * T.Cast("int32", w[blocks * rows + t, kk])
+            requantize(y, blocks * rows + t, acc[0], mult, shift, zq)
 
     return fc
