@@ -203,9 +203,7 @@ class _Lowerer:
         n, k = weight.shape
         args = [self.tensor_of(op.inputs[0]),
                 self.const(f"{symbol}_weight", weight.astype(np.int8)),
-                self.const(f"{symbol}_bias", fc_kernel.folded_bias(weight, op.consts["bias"], x.zero_point)),
-                self.const(f"{symbol}_multiplier", op.consts["multiplier"].astype(np.int32)),
-                self.const(f"{symbol}_shift", fc_kernel.shift_operand(op.consts["shift"])),
+                self.const(f"{symbol}_params", fc_kernel.row_params(weight, op.consts, x.zero_point)),
                 op.name]
         func = fc_kernel.fully_connected(n, k, op.output.zero_point,
                                          high_word=fc_kernel.uses_high_word(op.consts["shift"]),
