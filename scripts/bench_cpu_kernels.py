@@ -2,10 +2,11 @@
 
     python scripts/bench_cpu_kernels.py [--model examples/x.onnx ...] [--json out.json]
 
-For every bundled model (examples/*.onnx, or --model) the FC weight shapes it compiles to for the
-Cortex-M55: after the default passes (what ``compile --target cortex-m55`` builds) and with every
-block-sparse FC tiled for the CPU (``grouped/16@cortex-m55``, what ``autotune --target cortex-m55``
-picks on block80). Each distinct shape is then measured
+For every bundled model (examples/*.onnx, or --model) the FC weight shapes it compiles to: after the
+default passes for the Cortex-M55 (tiling ranked by the CPU's cost, what ``compile --target cortex-m55``
+builds) and for Ethos-U (ranked by Vela's), and with every block-sparse FC tiled
+``grouped/16@cortex-m55`` (what ``autotune --target cortex-m55`` picks on block80). Each distinct shape
+is then measured
 
 - as tvmse's kernel (``targets/cortex_m/fc_kernel.py``, clang -O2, MVE width 16): one generated
   network holds one FC per shape, run under QEMU once per row count of ``fc_kernel.ROW_CHOICES`` and
@@ -34,12 +35,13 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def model_shapes(path: Path) -> set[tuple[int, int]]:
-    """FC weight shapes of the default compile and of the CPU-ranked tiling of ``path``."""
+    """FC weight shapes of the default compiles (CPU- and NPU-ranked tiling) and of ``grouped/16`` tiling."""
     from tvmse import autotune_cpu, tuning
     from tvmse.compile import load_model
+    from tvmse.passes.cost_model import CPU_OBJECTIVE
     from tvmse.passes.pipeline import run_pipeline
     source = load_model(path).graph
-    graphs = [run_pipeline(source)[0]]
+    graphs = [run_pipeline(source, objective=CPU_OBJECTIVE)[0], run_pipeline(source)[0]]
     options = autotune_cpu.tiling_options(source, True)
     if options:
         cpu = tuning.Decisions.make(True, {layer: tuning.tiling_id("grouped/16", "cortex-m55") for layer in options})

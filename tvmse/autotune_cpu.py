@@ -7,8 +7,9 @@ What is searched (``tvmse.tuning.Decisions``; placement stays empty, the CPU has
 
 - **tiling per block-sparse FC**: the candidates of ``passes.tile_block_sparse`` ranked for the CPU
   (``cost_model.CPU_OBJECTIVE``: call overhead, per-row requantization and Helium MACs, slices of a
-  gathered input; tile outputs are written in place, ``targets.cortex_m.lower``) next to the default
-  compile's NPU-ranked ones and the layer left alone; then one-layer changes and the unit fold flipped;
+  gathered input; tile outputs are written in place, ``targets.cortex_m.lower``), starting from the
+  default compile's (the cost model's best), with the layer left alone among them; then one-layer
+  changes and the unit fold flipped;
 - **rows per FC kernel, per weight shape** (``fc_kernel.ROW_CHOICES``): the best structure is run once
   with every kernel at each row count; each shape takes the count its kernels ran fastest with (the
   per-kernel counts are exact, kernels do not interact), and the combination is run to confirm.
@@ -93,8 +94,8 @@ def _ok(result: dict | None) -> bool:
 
 # ---- the search ---------------------------------------------------------------------------------------
 def tiling_options(source: IntegerGraph, fold: bool) -> dict[str, list[str]]:
-    """Block-sparse FC → tiling ids worth trying on the CPU: the layer left alone, the CPU-ranked
-    candidates, and those the default (NPU-ranked) compile would pick."""
+    """Block-sparse FC → tiling ids worth trying on the CPU: the layer left alone and the CPU-ranked
+    candidates."""
     from tvmse.passes import tile_block_sparse
     from tvmse.passes.arch import arch_for
     from tvmse.passes.cost_model import CPU_OBJECTIVE
@@ -187,6 +188,7 @@ def autotune_cpu(model, trials: int | None, time_budget: float | None, db, outpu
     from tvmse.autotune import DEFAULT_TRIALS, Evaluator, TuneResult
     from tvmse.compile import load_model
     from tvmse.errors import ConfigError
+    from tvmse.passes.cost_model import CPU_OBJECTIVE
     from tvmse.passes.pipeline import run_pipeline
     from tvmse.targets.cortex_m.compile_cpu import check_runner
 
@@ -208,8 +210,8 @@ def autotune_cpu(model, trials: int | None, time_budget: float | None, db, outpu
     database = TuningDatabase(db, identity)
     if database.results:
         progress(f"database {db}: {len(database.results)} earlier evaluation(s) of this model, target and toolchain")
-    _, records = run_pipeline(source)   # what compile --target cortex-m55 builds by default
-    default = tuning.default_decisions(records, "Shared_Sram")
+    _, records = run_pipeline(source, objective=CPU_OBJECTIVE)   # what compile --target cortex-m55 builds
+    default = tuning.default_decisions(records, CPU_OBJECTIVE)
     ev = Evaluator(source, target, database, workers, trials, time_budget, progress, started, unit="instructions")
     ev.budget = ram_budget if ram_budget is not None else 2**63
     try:

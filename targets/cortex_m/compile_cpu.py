@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tvmse.passes.cost_model import CPU_OBJECTIVE
 from tvmse.targets.cortex_m import audio_hop, audio_hop_run, emulate, glue as glue_mod, lower
 from tvmse.targets.cortex_m.errors import ArenaBudgetError
 
@@ -198,7 +199,7 @@ def compile_cortex_m_graph(model_path: Path, output_dir: Path, run: str | None =
     plan = _tuning_plan(tuning, model_path, disabled_passes)
     imported = load_model(model_path, state, calibration, percentile, features)
     if plan is None:
-        graph, rewrites = run_pipeline(imported.graph, tuple(disabled_passes))
+        graph, rewrites = run_pipeline(imported.graph, tuple(disabled_passes), objective=CPU_OBJECTIVE)
     else:
         from tvmse import autotune_cpu, tuning as tuning_mod
         graph, rewrites = tuning_mod.apply(imported.graph, plan.decisions, autotune_cpu.TILING_ACCELERATOR)
