@@ -1,4 +1,5 @@
-"""What an FC layer, or its tiled rewrite, costs on an Ethos-U55: a model of Vela's estimates.
+"""What an FC layer, or its tiled rewrite, costs on an Ethos-U55 (a model of Vela's estimates) or on
+the Cortex-M55 (a model of QEMU's instruction counts of tvmse's own kernels).
 
 Fitted to Vela 5.2 (``passes/arch.py`` holds every constant; TOOLCHAIN.md the measurements):
 
@@ -12,6 +13,12 @@ Fitted to Vela 5.2 (``passes/arch.py`` holds every constant; TOOLCHAIN.md the me
 - Vela's weight codec spends ~1 byte per non-zero int8 weight and ~1/16 byte per zero in a zero
   block.
 
+On the Cortex-M55 (``CPU_OBJECTIVE``; ``targets/cortex_m``, tile outputs written in place): an FC
+kernel of N rows and K columns executes ``fixed + per_row·N + per_mac·N·K`` instructions (call and
+argument unpacking; requantization and row-block loop per output; the Helium dot product), fitted on
+the 94 FC shapes of the bundled models (``scripts/bench_cpu_kernels.py``, 4 rows per pass: median
+error 2.5 %, at most 26 %); each input run a tile gathers is one slice kernel (``fixed + per byte``).
+
 The passes use the model to rank candidate rewrites and Vela (``vela_probe``) to referee the
 chosen one; ``tests/passes/test_cost_model.py`` checks the ranking against Vela.
 """
@@ -23,6 +30,24 @@ import math
 import numpy as np
 
 from tvmse.passes.arch import EthosUArch, FLASH_WEIGHT_MODES
+
+
+#: The Cortex-M55 "memory mode" of the tiling pass: rank tilings by the CPU's instructions.
+CPU_OBJECTIVE = "cortex-m55"
+CPU_FC_FIXED, CPU_FC_PER_ROW, CPU_FC_PER_MAC = 50.0, 11.8, 0.17
+CPU_SLICE_FIXED, CPU_SLICE_PER_BYTE = 40.0, 0.25
+
+
+def cpu_fc_instructions(n: int, k: int) -> float:
+    """Instructions of one Cortex-M55 FC kernel of ``n`` rows over ``k`` inputs (one call)."""
+    return CPU_FC_FIXED + CPU_FC_PER_ROW * n + CPU_FC_PER_MAC * n * k
+
+
+def cpu_gather_instructions(run_lengths: list[int], width: int) -> float:
+    """Slice kernels that gather a tile's input runs (none when the tile reads the whole input)."""
+    if run_lengths == [width]:
+        return 0.0
+    return sum(CPU_SLICE_FIXED + CPU_SLICE_PER_BYTE * n for n in run_lengths)
 
 
 def encoded_weight_bytes(arch: EthosUArch, nonzero: int, zeros: int) -> float:

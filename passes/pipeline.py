@@ -7,6 +7,7 @@ dicts describing each rewrite (layer, shapes before/after, MACs before/after) fo
 
 from __future__ import annotations
 
+import copy
 import logging
 
 from tvmse.errors import ConfigError
@@ -47,14 +48,21 @@ def check_disabled(disabled: tuple[str, ...]) -> None:
         raise ConfigError(f"unknown pass(es) {', '.join(unknown)}; passes: {', '.join(pass_names()) or 'none'}")
 
 
-def run_pipeline(graph: IntegerGraph, disabled: tuple[str, ...] = (), config=None) -> tuple[IntegerGraph, list[dict]]:
-    """Run the enabled passes; ``config`` (a VelaConfig) lets passes ask Vela to referee rewrites."""
+def run_pipeline(graph: IntegerGraph, disabled: tuple[str, ...] = (), config=None,
+                 objective: str | None = None) -> tuple[IntegerGraph, list[dict]]:
+    """Run the enabled passes; ``config`` (a VelaConfig) lets passes ask Vela to referee rewrites.
+
+    ``objective``, without a config: the memory mode a pass's cost model ranks its rewrites for, in place
+    of its default (``cost_model.CPU_OBJECTIVE``: the Cortex-M55's instructions)."""
     check_disabled(disabled)
     records: list[dict] = []
     for p in PIPELINE:
         if p.name in disabled:
             logger.info("pass %s disabled", p.name)
             continue
+        if objective is not None and config is None and hasattr(p, "memory_mode"):
+            p = copy.copy(p)
+            p.memory_mode = objective
         graph, done = p.run(graph, config=config)
         records += [{"pass": p.name, **r} for r in done]
     return graph, records

@@ -15,7 +15,8 @@ keeps the op's kind, so its requantization is the original one. Splitting a row'
 requantize partial sums and is never done. A 1×1 convolution is an FC over the channel axis at
 every output position (padded positions read zero-centred inputs in every group alike).
 
-Choices per layer (``Tiling`` candidates, on the weight as an [N, K] matrix): the rows are cut into
+Choices per layer (``Tiling`` candidates, on the weight as an [N, K] matrix; for the Cortex-M55 the
+"memory mode" ``cost_model.CPU_OBJECTIVE`` ranks them by the CPU's modelled instructions instead): the rows are cut into
 row blocks of the FC output step (16 on Ethos-U55), the columns into granules (16 or 32,
 ``arch.col_granules``); a dynamic program over contiguous row-block groups minimises the cost model
 (fewer, larger kernels against fewer MACs and fewer gathered runs), next to the finest cut (one
@@ -76,8 +77,12 @@ def untouched(weight: np.ndarray) -> Tiling:
 
 # ---- cost ---------------------------------------------------------------------------------------
 def group_cycles(arch: EthosUArch, memory_mode: str, weight: np.ndarray, group: Group, full_width: int) -> float:
+    """Cost of one group: Vela's cycles, or the Cortex-M55's instructions for ``cost_model.CPU_OBJECTIVE``."""
     r0, r1 = group.rows
     cols = group.cols
+    if memory_mode == cost_model.CPU_OBJECTIVE:
+        return (cost_model.cpu_fc_instructions(r1 - r0, len(cols))
+                + cost_model.cpu_gather_instructions([e - b for b, e in group.runs], full_width))
     nonzero = int(np.count_nonzero(weight[r0:r1][:, cols]))
     fc = cost_model.fc_cycles(arch, memory_mode, r1 - r0, len(cols), nonzero)
     return fc + cost_model.gather_cycles(arch, [e - b for b, e in group.runs])

@@ -27,6 +27,7 @@ from pathlib import Path
 from tvmse import frontend
 from tvmse.passes.pipeline import run_pipeline
 from tvmse.progress import progress
+from tvmse.passes.cost_model import CPU_OBJECTIVE
 from tvmse.targets.cortex_m import cmsis_dsp, emulate, glue, lower
 from tvmse.targets.cortex_m.compile_cpu import random_frames
 from tvmse.targets.host import HostReference
@@ -38,7 +39,7 @@ def bench_model(path: Path, frames: int, with_passes: bool,
                 int32_elementwise: bool = True) -> tuple[emulate.EmulatedRun, lower.LoweredNetwork]:
     graph = frontend.load(path)
     if with_passes:
-        graph, _ = run_pipeline(graph)
+        graph, _ = run_pipeline(graph, objective=CPU_OBJECTIVE)   # as compile --target cortex-m55
     network = lower.lower(graph, int32_elementwise=int32_elementwise)
     generated = glue.generate(network)
     with tempfile.TemporaryDirectory(prefix="tvmse-bench-m55-") as tmp:

@@ -143,8 +143,9 @@ def test_corrupt_and_foreign_database_lines_are_skipped_with_a_warning(tuned, tm
 
 
 def test_autotune_cli_refuses_bad_options(small_onnx, tmp_path, capsys):
-    for args, phrase in [(["--target", "cortex-m55", "--sram-budget", "1000"], "not available yet"),
+    for args, phrase in [(["--target", "cortex-m55", "--memory-mode", "Sram_Only"], "does not apply"),
                          (["--sram-budget", "0"], "positive number of bytes"),
+                         ([], "positive number of bytes for --target ethos-u55"),
                          (["--sram-budget", "100000", "--db", str(tmp_path)], "is not a file")]:
         code = autotune_main([str(small_onnx), "--output", str(tmp_path / "t.json"), *args])
         err = capsys.readouterr().err

@@ -59,8 +59,12 @@ def _init_worker(source: IntegerGraph, config) -> None:
 
 
 def evaluate(source: IntegerGraph, config, decisions: Decisions) -> dict:
-    """Vela's figures for the build ``decisions`` describe ({"error": …} if it cannot be built)."""
+    """Vela's figures for the build ``decisions`` describe ({"error": …} if it cannot be built); for a
+    ``autotune_cpu.CpuTarget``, QEMU's (``autotune_cpu.evaluate``)."""
     from tvmse.targets.ethosu import build_segmented
+    if getattr(config, "cpu", None):
+        from tvmse import autotune_cpu
+        return autotune_cpu.evaluate(source, config, decisions)
     try:
         graph, _ = tuning.apply(source, decisions, config.accelerator)
         built = build_segmented(graph, config, decisions.placement)
@@ -102,6 +106,7 @@ class Evaluator:
     greedy_cycles: int | None = None   # the best after the greedy placement of the default structure
     budget: int = 0
     pool: ProcessPoolExecutor | None = None
+    unit: str = "cycles"   # what a result's "cycles" counts (QEMU's instructions for the Cortex-M55)
 
     def _pool(self) -> ProcessPoolExecutor:
         """Started on the first new evaluation: a fully resumed tune starts no worker."""
@@ -156,7 +161,7 @@ class Evaluator:
 
     def _report(self) -> None:
         elapsed = time.monotonic() - self.started
-        best = f"best {self.best[0]:,} cycles" if self.best else "no candidate within the budget yet"
+        best = f"best {self.best[0]:,} {self.unit}" if self.best else "no candidate within the budget yet"
         if self.best and self.default_cycles:
             best += f" ({self.best[0] / self.default_cycles:.3f}× default)"
         eta = ""
@@ -302,10 +307,16 @@ def autotune(model: str | os.PathLike, target: str = "ethos-u55", sram_budget: i
     from tvmse.passes.pipeline import run_pipeline
 
     if target == CORTEX_M_TARGET:
-        raise ConfigError("autotune searches Ethos-U builds (placement, tiling, fold); for cortex-m55 it is not "
-                          "available yet: use --target ethos-u55, ethos-u65 or ethos-u85")
+        from tvmse import autotune_cpu
+        npu_only = [o for o, v in (("--accelerator-config", accelerator_config), ("--system-config", system_config),
+                                   ("--memory-mode", memory_mode)) if v is not None]
+        if npu_only:
+            raise ConfigError(f"{', '.join(npu_only)} does not apply to --target cortex-m55 (no NPU); drop it")
+        return autotune_cpu.autotune_cpu(model, trials, time_budget, db, output, workers, seed, progress, state,
+                                         ram_budget=sram_budget or None)
     if sram_budget is None or sram_budget <= 0:
-        raise ConfigError(f"--sram-budget must be a positive number of bytes, not {sram_budget}")
+        raise ConfigError(f"--sram-budget must be a positive number of bytes for --target {target}, not "
+                          f"{sram_budget}")
     if trials is not None and trials <= 0 or time_budget is not None and time_budget <= 0:
         raise ConfigError("--trials and --time-budget must be positive")
     if workers < 1:
@@ -420,12 +431,14 @@ def build_parser() -> argparse.ArgumentParser:
     from tvmse.cli import command_parser
     p = command_parser("autotune", __doc__)
     p.add_argument("model", help="model of one streaming step: int8 .tflite or int8 QDQ .onnx")
-    p.add_argument("--target", default="ethos-u55", help="ethos-u55, ethos-u65 or ethos-u85")
+    p.add_argument("--target", default="ethos-u55", help="ethos-u55, ethos-u65, ethos-u85 or cortex-m55 (QEMU "
+                   "instruction counts: tiling for the CPU, rows per FC kernel; see tvmse.autotune_cpu)")
     p.add_argument("--accelerator-config", help="Vela accelerator, e.g. ethos-u55-128 (default per target)")
     p.add_argument("--system-config", help="Vela system config (default per target)")
     p.add_argument("--memory-mode", help="Vela memory mode of the layers left in flash (default Shared_Sram)")
-    p.add_argument("--sram-budget", type=int, required=True, metavar="BYTES",
-                   help="SRAM for the arena, the boundary buffer and the weights placed in SRAM")
+    p.add_argument("--sram-budget", type=int, metavar="BYTES",
+                   help="SRAM for the arena, the boundary buffer and the weights placed in SRAM (required for "
+                        "Ethos-U; for cortex-m55 an optional limit on arena + state)")
     limit = p.add_mutually_exclusive_group()
     limit.add_argument("--trials", type=int, metavar="N", help=f"candidates to evaluate (default {DEFAULT_TRIALS})")
     limit.add_argument("--time-budget", type=float, metavar="S", help="seconds to search")
@@ -454,7 +467,8 @@ def main(argv: list[str] | None = None) -> int:
                       args.seed, progress=progress, state=parse_state_pairs(args.state))
     if args.quiet:
         print(result.table)
-    print(f"tuning file: {args.output} (use: python -m tvmse.compile {args.model} --tuning {args.output})")
+    target = f" --target {args.target}" if args.target == "cortex-m55" else ""
+    print(f"tuning file: {args.output} (use: python -m tvmse.compile {args.model}{target} --tuning {args.output})")
     return 0
 
 

@@ -91,7 +91,6 @@ TARGET_OPTIONS = (
     ("--frames", "frames", (CORTEX_M_TARGET,), "it sets the frames of --run"),
     ("--audio", "audio", (CORTEX_M_TARGET,), "it streams a recording through tvmse_process on QEMU, which has no NPU"),
     ("--sram-budget", "sram_budget", tuple(TARGETS), "it places Ethos-U weights; the CPU build has --ram-budget"),
-    ("--tuning", "tuning", tuple(TARGETS), "it replays an Ethos-U tuning"),
 )
 
 
@@ -206,7 +205,7 @@ def compile_model(model_path: str | os.PathLike, target: str = "ethos-u55", acce
                                  tuning=tuning, audio=audio, arena_cache_size=arena_cache_size)
     if target == CORTEX_M_TARGET:
         return _compile_cortex_m(Path(model_path), output_dir, run, ram_budget, frames, tuple(disabled_passes),
-                                 state, calibration, percentile, force, features, audio)
+                                 state, calibration, percentile, force, features, audio, tuning)
     from tvmse.passes.pipeline import check_disabled, run_pipeline
     from tvmse.report import build_report, render_markdown
     from tvmse.targets import ethosu
@@ -256,13 +255,14 @@ def compile_model(model_path: str | os.PathLike, target: str = "ethos-u55", acce
 
 
 def _compile_cortex_m(model_path: Path, output_dir, run, ram_budget, frames, disabled_passes, state, calibration,
-                      percentile, force, features, audio) -> CompileResult:
+                      percentile, force, features, audio, tuning=None) -> CompileResult:
     """``target="cortex-m55"``: see ``tvmse.targets.cortex_m.compile_cpu``."""
     from tvmse.targets.cortex_m.compile_cpu import compile_cortex_m_graph
     output_dir = Path(output_dir) if output_dir else default_output_dir(model_path, (CORTEX_M_TARGET,),
                                                                        disabled_passes)
     report, graph = compile_cortex_m_graph(model_path, output_dir, run, ram_budget, frames, disabled_passes, state,
-                                           calibration, percentile, features=features, force=force, audio=audio)
+                                           calibration, percentile, features=features, force=force, audio=audio,
+                                           tuning=tuning)
     return CompileResult(output_dir, report, graph)
 
 
@@ -462,7 +462,7 @@ def _main_cortex_m(args: argparse.Namespace) -> int:
     report = compile_cortex_m(model, output_dir, args.run, args.ram_budget,
                               50 if args.frames is None else args.frames, tuple(args.disable_pass),
                               parse_state_pairs(args.state), args.calibration, args.percentile, force=args.force,
-                              features=args.features, audio=args.audio)
+                              features=args.features, audio=args.audio, tuning=args.tuning)
     print(summary_line(report))
     print(f"output: {output_dir}/ (report.md with plots, report.json, src/)")
     return 0

@@ -7,6 +7,8 @@ A candidate build is fully described by its ``Decisions``:
                       ``passes.tile_block_sparse.candidates`` computed for that memory mode's cost;
                       a layer not listed is left untouched
     placement         layers whose weights live in SRAM (the rest in flash)
+    fc_rows           (cortex-m55) FC weight shape "NxK" → output rows its kernel computes per pass over
+                      the input (``targets.cortex_m.fc_kernel``); a shape not listed gets the default
 
 ``apply`` turns the imported integer graph and the decisions into the graph to compile; the same
 decisions always give the same graph, so a tuning file replays exactly.
@@ -23,6 +25,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +34,7 @@ from tvmse.errors import ConfigError, TvmseError
 from tvmse.ir import IntegerGraph
 
 TUNING_FORMAT = "tvmse-tuning/1"
+MAX_FC_ROWS = 16   # rows per input pass of a Cortex-M55 FC kernel: more would spill Helium's registers
 
 
 class TuningError(TvmseError):
@@ -42,22 +46,43 @@ class Decisions:
     fold_dead_units: bool = True
     tiling: tuple[tuple[str, str], ...] = ()     # sorted (layer, tiling id) pairs
     placement: tuple[str, ...] = ()              # sorted layer names
+    fc_rows: tuple[tuple[str, int], ...] = ()    # sorted ("NxK", rows) pairs (cortex-m55)
 
     @classmethod
-    def make(cls, fold_dead_units: bool = True, tiling: dict[str, str] | None = None, placement=()) -> "Decisions":
-        return cls(bool(fold_dead_units), tuple(sorted((tiling or {}).items())), tuple(sorted(set(placement))))
+    def make(cls, fold_dead_units: bool = True, tiling: dict[str, str] | None = None, placement=(),
+             fc_rows: dict[str, int] | None = None) -> "Decisions":
+        return cls(bool(fold_dead_units), tuple(sorted((tiling or {}).items())), tuple(sorted(set(placement))),
+                   tuple(sorted((fc_rows or {}).items())))
 
     def with_placement(self, placement) -> "Decisions":
-        return Decisions(self.fold_dead_units, self.tiling, tuple(sorted(set(placement))))
+        return dataclasses.replace(self, placement=tuple(sorted(set(placement))))
+
+    def with_fc_rows(self, fc_rows: dict[str, int]) -> "Decisions":
+        return dataclasses.replace(self, fc_rows=tuple(sorted(fc_rows.items())))
+
+    def fc_rows_by_shape(self) -> dict[tuple[int, int], int]:
+        """``fc_rows`` as ``targets.cortex_m.lower`` takes it: (N, K) → rows."""
+        return {tuple(int(d) for d in shape.split("x")): rows for shape, rows in self.fc_rows}
 
     def to_json(self) -> dict:
-        return {"fold_dead_units": self.fold_dead_units, "tiling": dict(self.tiling),
+        data = {"fold_dead_units": self.fold_dead_units, "tiling": dict(self.tiling),
                 "placement": list(self.placement)}
+        if self.fc_rows:   # absent when empty: Ethos-U decisions keep their keys in existing databases
+            data["fc_rows"] = dict(self.fc_rows)
+        return data
 
     @classmethod
     def from_json(cls, data, where: str) -> "Decisions":
-        if not isinstance(data, dict) or set(data) != {"fold_dead_units", "tiling", "placement"}:
-            raise TuningError(f"{where}: 'decisions' must be an object with fold_dead_units, tiling and placement")
+        keys = {"fold_dead_units", "tiling", "placement"}
+        if not isinstance(data, dict) or not keys <= set(data) <= keys | {"fc_rows"}:
+            raise TuningError(f"{where}: 'decisions' must be an object with fold_dead_units, tiling and placement "
+                              "(and, for cortex-m55, fc_rows)")
+        fc_rows = data.get("fc_rows", {})
+        if not isinstance(fc_rows, dict) or not all(
+                isinstance(k, str) and re.fullmatch(r"[1-9][0-9]*x[1-9][0-9]*", k) and isinstance(v, int)
+                and not isinstance(v, bool) and 1 <= v <= MAX_FC_ROWS for k, v in fc_rows.items()):
+            raise TuningError(f"{where}: decisions.fc_rows must map FC shapes \"NxK\" to rows per pass "
+                              f"(integers 1…{MAX_FC_ROWS})")
         fold, tiling, placement = data["fold_dead_units"], data["tiling"], data["placement"]
         if not isinstance(fold, bool):
             raise TuningError(f"{where}: decisions.fold_dead_units must be true or false, not {fold!r}")
@@ -66,15 +91,16 @@ class Decisions:
             raise TuningError(f"{where}: decisions.tiling must map layer names to tiling ids (strings)")
         if not isinstance(placement, list) or not all(isinstance(p, str) for p in placement):
             raise TuningError(f"{where}: decisions.placement must be a list of layer names")
-        return cls.make(fold, tiling, placement)
+        return cls.make(fold, tiling, placement, fc_rows)
 
     def key(self) -> str:
         return json.dumps(self.to_json(), sort_keys=True)
 
     def describe(self) -> str:
         tiles = ", ".join(f"{l}={t}" for l, t in self.tiling) or "none"
+        rows = f"; FC rows {', '.join(f'{s}={r}' for s, r in self.fc_rows)}" if self.fc_rows else ""
         return (f"fold {'on' if self.fold_dead_units else 'off'}; tiling {tiles}; "
-                f"SRAM {', '.join(self.placement) or 'none'}")
+                f"SRAM {', '.join(self.placement) or 'none'}{rows}")
 
 
 # ---- applying decisions ----------------------------------------------------------------------------
@@ -141,7 +167,8 @@ def apply(source: IntegerGraph, decisions: Decisions, accelerator: str, config=N
 
 def default_decisions(records: list[dict], memory_mode: str) -> Decisions:
     """The decisions the default pipeline made, read from its report records."""
-    tiling = {r["layer"]: tiling_id(r["decision"], memory_mode) for r in records
+    # a decision without Vela's referee reads "grouped/16 (cost model only)"
+    tiling = {r["layer"]: tiling_id(r["decision"].split(" (")[0], memory_mode) for r in records
               if r.get("pass") == "tile_block_sparse" and "rewrite" in r}
     folded = True  # the default pipeline always runs the fold
     return Decisions.make(folded, tiling, ())
@@ -161,6 +188,8 @@ def tool_versions() -> dict[str, str]:
 
 
 def target_of(config) -> dict[str, str]:
+    if getattr(config, "cpu", None):   # autotune_cpu.CpuTarget
+        return {"cpu": config.cpu}
     return {"accelerator": config.accelerator, "system_config": config.system_config,
             "memory_mode": config.memory_mode}
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tvmse.passes.cost_model import CPU_OBJECTIVE
 from tvmse.targets.cortex_m import audio_hop, audio_hop_run, emulate, glue as glue_mod, lower
 from tvmse.targets.cortex_m.errors import ArenaBudgetError
 
@@ -169,18 +170,19 @@ def check_runner(run: str | None) -> None:
 def compile_cortex_m(model_path: Path, output_dir: Path, run: str | None = None, ram_budget: int | None = None,
                      frames: int = 50, disabled_passes: tuple[str, ...] = (),
                      state: dict[str, str] | None = None, calibration=None, percentile=None, features=None,
-                     force: bool = False, audio=None) -> dict:
+                     force: bool = False, audio=None, tuning=None) -> dict:
     """Compile for the Cortex-M55 into ``output_dir`` (see the module docstring); returns the report.
     ``force`` allows replacing an existing folder tvmse did not write; ``audio`` (a recording, with
-    ``run="qemu"``) is streamed through ``tvmse_process`` on QEMU as well."""
+    ``run="qemu"``) is streamed through ``tvmse_process`` on QEMU as well; ``tuning``: replay the decisions
+    of ``autotune --target cortex-m55`` (``tvmse.autotune_cpu``) instead of the default passes."""
     return compile_cortex_m_graph(model_path, output_dir, run, ram_budget, frames, disabled_passes, state,
-                                  calibration, percentile, features, force, audio)[0]
+                                  calibration, percentile, features, force, audio, tuning)[0]
 
 
 def compile_cortex_m_graph(model_path: Path, output_dir: Path, run: str | None = None, ram_budget: int | None = None,
                            frames: int = 50, disabled_passes: tuple[str, ...] = (),
                            state: dict[str, str] | None = None, calibration=None, percentile=None, features=None,
-                           force: bool = False, audio=None):
+                           force: bool = False, audio=None, tuning=None):
     """:func:`compile_cortex_m`, returning (report, the compiled IntegerGraph)."""
     from tvmse import __version__
     from tvmse.compile import _write_report, check_positive, import_section, load_model, save_integer_graph
@@ -194,9 +196,14 @@ def compile_cortex_m_graph(model_path: Path, output_dir: Path, run: str | None =
     recording = audio_hop_run.read_recording(audio, run) if audio is not None else None
     check_disabled(tuple(disabled_passes))
     check_output_dir(output_dir, model_path, force)
+    plan = _tuning_plan(tuning, model_path, disabled_passes)
     imported = load_model(model_path, state, calibration, percentile, features)
-    graph, rewrites = run_pipeline(imported.graph, tuple(disabled_passes))
-    network = lower.lower(graph)
+    if plan is None:
+        graph, rewrites = run_pipeline(imported.graph, tuple(disabled_passes), objective=CPU_OBJECTIVE)
+    else:
+        from tvmse import autotune_cpu, tuning as tuning_mod
+        graph, rewrites = tuning_mod.apply(imported.graph, plan.decisions, autotune_cpu.TILING_ACCELERATOR)
+    network = lower.lower(graph, fc_rows=plan.decisions.fc_rows_by_shape() if plan else None)
     glue = glue_mod.generate(network)
     check_budget(glue, network, ram_budget)
     hop_files, hop_unavailable = audio_hop.files_for(graph)
@@ -231,8 +238,23 @@ def compile_cortex_m_graph(model_path: Path, output_dir: Path, run: str | None =
                   "artifacts": artifacts}
         if audio_section is not None:
             report["audio"] = audio_section
+        if plan is not None:
+            report["tuning"] = {"file": str(tuning), "decisions": plan.decisions.to_json(),
+                                "tuned_instructions_per_frame": plan.tuned_cycles,
+                                "default_instructions_per_frame": plan.default_cycles}
         _write_report(staging, report, render_markdown)
     return report, graph
+
+
+def _tuning_plan(tuning, model_path: Path, disabled_passes):
+    """The checked tuning file to replay, or None."""
+    if tuning is None:
+        return None
+    from tvmse import autotune_cpu
+    from tvmse.errors import ConfigError
+    if disabled_passes:
+        raise ConfigError("--tuning replays the tuned pass decisions; drop --disable-pass")
+    return autotune_cpu.load_for_replay(tuning, model_path)
 
 
 def summary_line(report: dict) -> str:

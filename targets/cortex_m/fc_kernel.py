@@ -25,8 +25,11 @@ from __future__ import annotations
 import numpy as np
 from tvm.script import tirx as T
 
-#: Output rows computed together (sharing the input vector loads).
+#: Output rows computed together (sharing the input vector loads): the best single choice measured
+#: on the bundled models' shapes; ``autotune --target cortex-m55`` may pick another per shape.
 ROWS = 4
+#: The choices the tuner tries per FC shape.
+ROW_CHOICES = (1, 2, 4, 8)
 
 
 def folded_bias(weight: np.ndarray, bias: np.ndarray, x_zero_point: int) -> np.ndarray:
@@ -36,16 +39,24 @@ def folded_bias(weight: np.ndarray, bias: np.ndarray, x_zero_point: int) -> np.n
     return ((folded + 2**31) % 2**32 - 2**31).astype(np.int32)
 
 
+def row_params(weight: np.ndarray, consts: dict, x_zero_point: int) -> np.ndarray:
+    """The kernel's ``params`` [n, 3] int32: per output row the folded bias, the multiplier and the
+    shift operand, side by side so that one pointer reaches all three (fewer registers and loads
+    per row than three arrays, and three kernel arguments fewer to unpack)."""
+    return np.stack([folded_bias(weight, consts["bias"], x_zero_point), consts["multiplier"].astype(np.int32),
+                     shift_operand(consts["shift"])], axis=1).astype(np.int32)
+
+
 @T.macro
-def _requantize(y, index, acc, mult, shift, zp):
+def _requantize(y, index, acc, params, zp):
     # p = acc·m rounded once by 2^(31−shift), halves away from zero, without a branch:
     # (p + 2^(30−shift) + (p >> 63)) >> (31−shift); p >> 63 is −1 for negative p, which moves
     # exact negative ties down (away from zero) and changes nothing else.
     y[0, index] = T.Cast("int8", T.max(T.min(
-        ((T.Cast("int64", acc) * T.Cast("int64", mult[index])
-          + (T.int64(1) << (T.int64(30) - T.Cast("int64", shift[index])))
-          + ((T.Cast("int64", acc) * T.Cast("int64", mult[index])) >> T.int64(63)))
-         >> (T.int64(31) - T.Cast("int64", shift[index])))
+        ((T.Cast("int64", acc) * T.Cast("int64", params[index, 1])
+          + (T.int64(1) << (T.int64(30) - T.Cast("int64", params[index, 2])))
+          + ((T.Cast("int64", acc) * T.Cast("int64", params[index, 1])) >> T.int64(63)))
+         >> (T.int64(31) - T.Cast("int64", params[index, 2])))
         + T.int64(zp), T.int64(127)), T.int64(-128)))
 
 
@@ -70,48 +81,51 @@ def shift_operand(shift: np.ndarray) -> np.ndarray:
 
 
 @T.macro
-def _requantize_high_word(y, index, acc, mult, amount, zp2):
+def _requantize_high_word(y, index, acc, params, zp2):
     # For shift ≤ −2, i.e. t = 31 − shift ≥ 33 (see the module docstring):
     # round_away(p / 2^t) = ((⌊(p + s) / 2^32⌋ >> (t − 33)) + 1) >> 1 with s = acc >> 31 and
-    # amount[index] = t − 33 = −2 − shift. The zero point enters as (… + 1 + 2·zp) >> 1 and the
+    # params[index, 2] = t − 33 = −2 − shift. The zero point enters as (… + 1 + 2·zp) >> 1 and the
     # clamp is in int32 (|⌊(p + s) / 2^32⌋| ≤ 2^30).
     y[0, index] = T.Cast("int8", T.max(T.min(
-        ((T.Cast("int32", (T.Cast("int64", acc) * T.Cast("int64", mult[index])
+        ((T.Cast("int32", (T.Cast("int64", acc) * T.Cast("int64", params[index, 1])
                            + T.Cast("int64", acc >> T.int32(31))) >> T.int64(32))
-          >> amount[index])
+          >> params[index, 2])
          + T.int32(zp2)) >> T.int32(1), T.int32(127)), T.int32(-128)))
 
 
-def fully_connected(n: int, k: int, y_zero_point: int, high_word: bool = False):
+def fully_connected(n: int, k: int, y_zero_point: int, high_word: bool = False, rows: int = ROWS):
     """PrimFunc ``(x[1,k] i8, w[n,k] i8, bias[n] i32, mult[n] i32, shift[n] i32) → y[1,n] i8``.
 
     ``bias`` must already hold the folded bias (``folded_bias``). ``shift`` holds
     ``shift_operand(shift)``; ``high_word`` must be ``uses_high_word(shift)`` (the cheaper
-    requantization of the high word of ``acc·m``; otherwise the general int64 one).
+    requantization of the high word of ``acc·m``; otherwise the general int64 one). ``rows``: output
+    rows computed per pass over the input (the rest, ``n mod rows``, one at a time).
     """
-    blocks, tail = divmod(n, ROWS)
+    if rows < 1:
+        raise ValueError(f"rows per input pass must be at least 1, not {rows}")
+    blocks, tail = divmod(n, rows)
     zp = int(y_zero_point)
     requantize = _requantize_high_word if high_word else _requantize
     zq = 1 + 2 * zp if high_word else zp
 
     @T.prim_func
-    def fc(x: T.Buffer((1, k), "int8"), w: T.Buffer((n, k), "int8"), bias: T.Buffer((n,), "int32"),
-           mult: T.Buffer((n,), "int32"), shift: T.Buffer((n,), "int32"), y: T.Buffer((1, n), "int8")):
+    def fc(x: T.Buffer((1, k), "int8"), w: T.Buffer((n, k), "int8"), params: T.Buffer((n, 3), "int32"),
+           y: T.Buffer((1, n), "int8")):
         T.func_attr({"tirx.noalias": True})
         # "global" scope: a small fixed-size array on the stack (other scopes go to the workspace allocator)
-        acc = T.alloc_buffer((ROWS,), "int32", scope="global")
+        acc = T.alloc_buffer((rows,), "int32", scope="global")
         for nb in range(blocks):
-            for r in T.unroll(ROWS):
-                acc[r] = bias[nb * ROWS + r]
+            for r in T.unroll(rows):
+                acc[r] = params[nb * rows + r, 0]
             for kk in range(k):
-                for r in T.unroll(ROWS):
-                    acc[r] = acc[r] + T.Cast("int32", x[0, kk]) * T.Cast("int32", w[nb * ROWS + r, kk])
-            for r in T.unroll(ROWS):
-                requantize(y, nb * ROWS + r, acc[r], mult, shift, zq)
+                for r in T.unroll(rows):
+                    acc[r] = acc[r] + T.Cast("int32", x[0, kk]) * T.Cast("int32", w[nb * rows + r, kk])
+            for r in T.unroll(rows):
+                requantize(y, nb * rows + r, acc[r], params, zq)
         for t in range(tail):
-            acc[0] = bias[blocks * ROWS + t]
+            acc[0] = params[blocks * rows + t, 0]
             for kk in range(k):
-                acc[0] = acc[0] + T.Cast("int32", x[0, kk]) * T.Cast("int32", w[blocks * ROWS + t, kk])
-            requantize(y, blocks * ROWS + t, acc[0], mult, shift, zq)
+                acc[0] = acc[0] + T.Cast("int32", x[0, kk]) * T.Cast("int32", w[blocks * rows + t, kk])
+            requantize(y, blocks * rows + t, acc[0], params, zq)
 
     return fc

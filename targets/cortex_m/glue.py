@@ -102,16 +102,22 @@ class Glue:
 
 
 def lifetimes(network: LoweredNetwork, interface: Interface) -> dict[str, tuple[int, int, int]]:
-    """Arena tensor → (bytes, first step, last step); network outputs live to the end."""
+    """Arena tensor → (bytes, first step, last step); network outputs live to the end. A view
+    (``network.views``) is no entry of its own: it extends its root's lifetime."""
     end = len(network.steps)
+    views = memory_plan.resolve_views(network.views)
     first, last = {}, {}
+
+    def touch(name: str, step: int) -> None:
+        root = views.get(name, (name, 0))[0]
+        first[root] = min(first.get(root, step), step)
+        last[root] = max(last.get(root, step), step)
+
     for i, step in enumerate(network.steps):
-        for name in step.args[:-1]:
-            last[name] = i
-        first.setdefault(step.args[-1], i)
-        last.setdefault(step.args[-1], i)
+        for name in step.args:
+            touch(name, i)
     for out in [*interface.outputs, *interface.state.values()]:
-        last[out] = end
+        touch(out, end)
     return {n: (network.tensors[n].nbytes, first[n], last[n]) for n in first
             if network.tensors[n].kind == "arena"}
 
@@ -262,7 +268,7 @@ def _model_c(network: LoweredNetwork, interface: Interface, plan: memory_plan.Me
 
     def data_of(name: str) -> str:
         if tensors[name].kind == "arena":
-            return f"(void *)(tvmse_arena + {plan.placements[name].offset})"
+            return f"(void *)(tvmse_arena + {plan.offset_of(name)})"
         return "NULL"  # a network input: set by tvmse_step / tvmse_run
 
     lines, ids, table_symbols = kernel_tables(network, data_of)
@@ -288,11 +294,11 @@ def _model_c(network: LoweredNetwork, interface: Interface, plan: memory_plan.Me
         out.append(f"    if ({kernel_symbol(step.kernel)}(NULL, tvmse_args{i}, {len(step.args)}, NULL) != 0) "
                    f"return -{i + 1};  /* {step.op} */")
     for name, pointer in zip(interface.outputs, outputs):
-        out.append(f"    tvmse_copy({pointer}, (const int8_t *)tvmse_arena + {plan.placements[name].offset}, "
+        out.append(f"    tvmse_copy({pointer}, (const int8_t *)tvmse_arena + {plan.offset_of(name)}, "
                    f"{tensors[name].nbytes});")
     for i, o in interface.state.items():
         out.append(f"    tvmse_copy(state->{state_fields[i]}, (const int8_t *)tvmse_arena + "
-                   f"{plan.placements[o].offset}, {tensors[o].nbytes});")
+                   f"{plan.offset_of(o)}, {tensors[o].nbytes});")
     out += ["    return 0;", "}", ""]
     if interface.streaming:   # the generic entry point of the same API, for callers written against it
         out += ["int tvmse_run(const int8_t *const inputs[TVMSE_NUM_INPUTS], int8_t *const outputs[TVMSE_NUM_OUTPUTS],",
@@ -308,7 +314,7 @@ def generate(network: LoweredNetwork) -> Glue:
     for out in [*interface.outputs, *interface.state.values()]:
         if network.tensors[out].kind != "arena":
             raise LoweringError(f"output '{out}' is not computed by any op (an input passed through?)")
-    plan = memory_plan.plan(lifetimes(network, interface))
+    plan = memory_plan.plan(lifetimes(network, interface), memory_plan.resolve_views(network.views))
     weights, const_names = _weights_c(network)
     model_c, symbols = _model_c(network, interface, plan, const_names)
     files = {

@@ -8,6 +8,10 @@ microcontroller we lower each integer op on its own and keep the call sequence o
 - ``add`` / ``mul`` without a fused activation → the int32 TIR kernels of ``elementwise_kernel``
   when every intermediate provably stays in int32 (the legalized bodies requantize in int64);
 - ``constant`` → a constant array, no kernel;
+- ``concat`` on a contiguous axis of tensors that kernels of this network write (a tiled FC's
+  tile outputs, its gathered input slices) → no kernel: each part becomes a view of its slice of the
+  concatenation (``LoweredNetwork.views``), so the kernel that computes a part writes it in place
+  and the memory plan gives the whole concatenation one region (``memory_plan``);
 - every other op → its Relax body through ``ConvertToDataflow → LegalizeOps → FuseOps → FuseTIR``,
   normally one fused PrimFunc per op; each fused PrimFunc is scheduled so all its intermediate
   blocks are computed inside the output loop (``compute_at``), which turns the per-op temporaries
@@ -69,6 +73,8 @@ class LoweredNetwork:
     steps: list[Step]
     fc_kernels: dict[str, tvm.tirx.PrimFunc]  # built with MVE-width vectorization
     other_kernels: dict[str, tvm.tirx.PrimFunc]
+    #: part of a concatenation → (the concatenation, byte offset): the part lives inside it
+    views: dict[str, tuple[str, int]] = dataclasses.field(default_factory=dict)
 
 
 def _legalize_pipeline() -> tvm.transform.Pass:
@@ -121,9 +127,14 @@ def _op_functions(graph: IntegerGraph) -> list[relax.Function]:
 
 
 class _Lowerer:
-    def __init__(self, graph: IntegerGraph, int32_elementwise: bool = True):
+    def __init__(self, graph: IntegerGraph, int32_elementwise: bool = True, in_place_concat: bool = True,
+                 fc_rows: dict[tuple[int, int], int] | None = None):
         self.graph = graph
         self.int32_elementwise = int32_elementwise
+        self.in_place_concat = in_place_concat
+        self.fc_rows = fc_rows or {}
+        self.views: dict[str, tuple[str, int]] = {}
+        self.written: set[str] = set()   # arena tensors a kernel (or in-place parts) computes
         self.tensors: dict[str, Tensor] = {t.name: Tensor(t.name, tuple(t.shape), "int8", "input")
                                            for t in graph.inputs}
         self.steps: list[Step] = []
@@ -150,9 +161,33 @@ class _Lowerer:
                 self._fully_connected(symbol, op)
             elif op.kind in ("add", "mul") and plain and self.int32_elementwise and self._elementwise(symbol, op):
                 pass
+            elif op.kind == "concat" and self.in_place_concat and self._in_place(op):
+                pass
             else:
                 self._legalized(symbol, op, func)
-        return LoweredNetwork(self.graph, self.tensors, self.steps, self.fc, self.other)
+            self.written.add(op.name)
+        return LoweredNetwork(self.graph, self.tensors, self.steps, self.fc, self.other, self.views)
+
+    def _in_place(self, op) -> bool:
+        """A concatenation without a kernel: each part a view of its slice of the output.
+
+        Applies when the parts lie one after the other in memory (every axis before the concat axis
+        has size 1) and each part is an arena tensor written by a kernel of this network, used in no
+        other concatenation and listed once. Network inputs, state and constants stay where they are, so
+        a concatenation with any of them keeps its copy kernel.
+        """
+        axis = op.attrs["axis"] % len(op.output.shape)
+        if int(np.prod(op.output.shape[:axis])) != 1 or len(set(op.inputs)) != len(op.inputs):
+            return False
+        parts = [self.tensor_of(i) for i in op.inputs]
+        if any(self.tensors[p].kind != "arena" or p in self.views or p not in self.written for p in parts):
+            return False
+        offset = 0
+        for part in parts:
+            self.views[part] = (op.name, offset)
+            offset += self.tensors[part].nbytes
+        log.debug("concat '%s': %d parts written in place", op.name, len(parts))
+        return True
 
     def tensor_of(self, name: str) -> str:
         """The lowered tensor holding graph tensor ``name`` (a constant op's value is a renamed array)."""
@@ -168,12 +203,11 @@ class _Lowerer:
         n, k = weight.shape
         args = [self.tensor_of(op.inputs[0]),
                 self.const(f"{symbol}_weight", weight.astype(np.int8)),
-                self.const(f"{symbol}_bias", fc_kernel.folded_bias(weight, op.consts["bias"], x.zero_point)),
-                self.const(f"{symbol}_multiplier", op.consts["multiplier"].astype(np.int32)),
-                self.const(f"{symbol}_shift", fc_kernel.shift_operand(op.consts["shift"])),
+                self.const(f"{symbol}_params", fc_kernel.row_params(weight, op.consts, x.zero_point)),
                 op.name]
         func = fc_kernel.fully_connected(n, k, op.output.zero_point,
-                                         high_word=fc_kernel.uses_high_word(op.consts["shift"]))
+                                         high_word=fc_kernel.uses_high_word(op.consts["shift"]),
+                                         rows=self.fc_rows.get((n, k), fc_kernel.ROWS))
         self.fc[symbol] = func.with_attr("global_symbol", symbol)
         self.steps.append(Step(symbol, op.name, op.kind, args, macs=int(n * k)))
 
@@ -234,12 +268,16 @@ class _Lowerer:
             raise LoweringError(f"op '{op.name}' ({op.kind}): its result is not computed by a TIR kernel")
 
 
-def lower(graph: IntegerGraph, int32_elementwise: bool = True) -> LoweredNetwork:
+def lower(graph: IntegerGraph, int32_elementwise: bool = True, in_place_concat: bool = True,
+          fc_rows: dict[tuple[int, int], int] | None = None) -> LoweredNetwork:
     """Lower every op of ``graph`` to TIR kernels (see the module docstring).
 
-    ``int32_elementwise=False`` keeps the legalized int64 ADD/MUL kernels (the benchmark's baseline).
+    ``int32_elementwise=False`` keeps the legalized int64 ADD/MUL kernels (the benchmark's baseline);
+    ``in_place_concat=False`` keeps a copy kernel for every concatenation (where a caller fixes the
+    tensors' places itself, as the NPU glue does with Vela's); ``fc_rows`` maps an FC weight shape (rows,
+    columns) to the output rows its kernels compute per input pass (default ``fc_kernel.ROWS``).
     """
-    network = _Lowerer(graph, int32_elementwise).lower()
+    network = _Lowerer(graph, int32_elementwise, in_place_concat, fc_rows).lower()
     log.info("lowered %d integer ops to %d TIR kernels (%d fully connected)", len(graph.ops),
              len(network.steps), len(network.fc_kernels))
     return network

@@ -287,7 +287,7 @@ def generate(graph: IntegerGraph, optimized_model: bytes) -> NpuGlue:
     for name in [interface.frame, interface.mask, *interface.state, *interface.state.values()]:
         model.by_name(name)  # raises naming a missing tensor
     sub = cpu_graph(graph, model)
-    network = lower.lower(sub) if sub is not None else None
+    network = lower.lower(sub, in_place_concat=False) if sub is not None else None  # Vela places the tensors
     data_c, data_symbols = _npu_data_c(model)
     writer = _ModelWriter(graph, model, interface, network, data_symbols)
     model_c, kernels = writer.write()

@@ -196,3 +196,28 @@ test_random_block_patterns_bit_exact, test_random_block_patterns_bit_exact_10k =
     block=st.tuples(st.integers(1, 20), st.integers(1, 40)), keep=st.floats(0.0, 1.0),
     choice=st.sampled_from(["grouped/16", "row-blocks/16", "grouped/32", "row-blocks/32", "random"]),
     x_zp=st.integers(-128, 127), form=st.sampled_from(FORMS))
+
+
+def test_cpu_objective_weighs_kernel_calls_against_skipped_tiles():
+    """For the Cortex-M55 a kernel call costs more than one skipped 16×16 tile saves: one zero tile is left
+    alone, a zero half (each row block reads half the columns) is tiled, and the result stays bit-exact."""
+    from tvmse.passes.cost_model import CPU_OBJECTIVE
+    rng = np.random.default_rng(7)
+    weight = rng.integers(-127, 128, (64, 128)).astype(np.int8)
+    weight[weight == 0] = 1
+    one_zero_tile = weight.copy()
+    one_zero_tile[:16, :16] = 0
+    best = T.optimal(U55_128, CPU_OBJECTIVE, one_zero_tile, 16)
+    assert T.tiling_cycles(U55_128, CPU_OBJECTIVE, one_zero_tile, best) >= T.tiling_cycles(
+        U55_128, CPU_OBJECTIVE, one_zero_tile, T.untouched(one_zero_tile))
+    half = weight.copy()
+    half[:32, 64:] = 0
+    half[32:, :64] = 0
+    best = T.optimal(U55_128, CPU_OBJECTIVE, half, 16)
+    assert [g.rows for g in best.groups] == [(0, 32), (32, 64)]
+    assert T.tiling_cycles(U55_128, CPU_OBJECTIVE, half, best) < T.tiling_cycles(
+        U55_128, CPU_OBJECTIVE, half, T.untouched(half))
+    graph = _fc_graph(half, rng)
+    new, _ = T.TileBlockSparse(memory_mode=CPU_OBJECTIVE).run(graph)
+    assert len(_kernels(new)) == 2
+    _assert_exact(graph, new, rng)

@@ -1,0 +1,261 @@
+"""``python -m tvmse.autotune MODEL --target cortex-m55``: the fastest Cortex-M55 build, by QEMU's counts.
+
+    python -m tvmse.autotune model.onnx --target cortex-m55 [--trials N | --time-budget S] \\
+        [--db tuning.jsonl] --output tuning.json [--sram-budget BYTES]
+
+What is searched (``tvmse.tuning.Decisions``; placement stays empty, the CPU has no NPU SRAM):
+
+- **tiling per block-sparse FC**: the candidates of ``passes.tile_block_sparse`` ranked for the CPU
+  (``cost_model.CPU_OBJECTIVE``: call overhead, per-row requantization and Helium MACs, slices of a
+  gathered input; tile outputs are written in place, ``targets.cortex_m.lower``), starting from the
+  default compile's (the cost model's best), with the layer left alone among them; then one-layer
+  changes and the unit fold flipped;
+- **rows per FC kernel, per weight shape** (``fc_kernel.ROW_CHOICES``): the best structure is run once
+  with every kernel at each row count; each shape takes the count its kernels ran fastest with (the
+  per-kernel counts are exact, kernels do not interact), and the combination is run to confirm.
+
+The cost is QEMU's executed instructions per frame of the whole step (``targets.cortex_m.emulate``:
+``FRAMES`` random frames, state carried, every output checked bit-exact against the host reference, so
+every evaluated build is verified), evaluated in worker processes and stored in the ``--db`` JSONL
+database (``tvmse.tuning_db``) under the model's hash, ``{"cpu": "cortex-m55"}`` and the tool versions;
+a rerun resumes from it. QEMU counts instructions, not cycles. ``--sram-budget``, if given, bounds
+arena + state. ``python -m tvmse.compile MODEL --target cortex-m55 --tuning tuning.json`` replays the
+result.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tvmse import tuning
+from tvmse.errors import TvmseError
+from tvmse.ir import IntegerGraph
+from tvmse.tuning import Decisions
+from tvmse.tuning_db import TuningDatabase
+
+CPU = "cortex-m55"
+#: Random frames per evaluation (instruction counts hardly depend on the data; the check does).
+FRAMES = 4
+#: The tiling grid (16-row blocks, 16- and 32-column granules) the CPU candidates are cut on.
+TILING_ACCELERATOR = "ethos-u55-128"
+CPU_TILINGS = ("grouped/16", "grouped/32", "row-blocks/16")
+
+
+@dataclass(frozen=True)
+class CpuTarget:
+    """What the evaluator's workers build for (in place of a Vela config)."""
+
+    cpu: str = CPU
+    frames: int = FRAMES
+
+    def describe(self) -> str:
+        return f"{self.cpu} (QEMU mps3-an547, executed instructions per frame)"
+
+
+def evaluate(source: IntegerGraph, target: CpuTarget, decisions: Decisions) -> dict:
+    """QEMU's figures for the build ``decisions`` describe ({"error": …} if it cannot be built)."""
+    from tvmse.targets.cortex_m import emulate, glue, lower
+    from tvmse.targets.cortex_m.compile_cpu import random_frames
+    from tvmse.targets.cortex_m.errors import LoweringError
+    from tvmse.targets.host import HostReference
+    try:
+        graph, _ = tuning.apply(source, decisions, TILING_ACCELERATOR)
+        network = lower.lower(graph, fc_rows=decisions.fc_rows_by_shape())
+        generated = glue.generate(network)
+        tensors = graph.tensors()
+        frames = {n: random_frames(tensors[n].shape, target.frames, seed=k)
+                  for k, n in enumerate(generated.interface.inputs)}
+        with tempfile.TemporaryDirectory(prefix="tvmse-tune-m55-") as work:
+            work = Path(work)
+            glue.write(generated, work / "src")
+            run = emulate.run_on_qemu(network, generated, work / "src", HostReference(graph), frames, work / "run")
+    except (TvmseError, LoweringError, ValueError) as e:
+        return {"error": f"{type(e).__name__}: {e}"}
+    shapes: dict[str, float] = {}
+    for step, kernel in zip(network.steps, run.kernels):
+        if step.kind == "fully_connected":
+            n, k = network.tensors[step.args[1]].shape
+            shapes[f"{n}x{k}"] = shapes.get(f"{n}x{k}", 0.0) + kernel["instructions_per_frame"]
+    instructions = int(round(run.instructions_per_frame))
+    return {"cycles": instructions, "instructions": instructions, "arena_bytes": generated.plan.arena_bytes,
+            "sram_bytes": generated.plan.arena_bytes + generated.state_bytes,
+            "flash_bytes": run.sizes.text + run.sizes.rodata, "kernels": len(network.steps),
+            "fc_shapes": {s: round(v, 1) for s, v in shapes.items()}}
+
+
+def _ok(result: dict | None) -> bool:
+    return result is not None and "error" not in result
+
+
+# ---- the search ---------------------------------------------------------------------------------------
+def tiling_options(source: IntegerGraph, fold: bool) -> dict[str, list[str]]:
+    """Block-sparse FC → tiling ids worth trying on the CPU: the layer left alone and the CPU-ranked
+    candidates."""
+    from tvmse.passes import tile_block_sparse
+    from tvmse.passes.arch import arch_for
+    from tvmse.passes.cost_model import CPU_OBJECTIVE
+    arch = arch_for(TILING_ACCELERATOR)
+    graph, _ = tuning.apply(source, Decisions.make(fold), TILING_ACCELERATOR)
+    options = {}
+    for op in tile_block_sparse.match(graph):
+        if op.kind != "fully_connected" or tile_block_sparse.check(op, arch):
+            continue
+        options[op.name] = ["untouched@" + CPU_OBJECTIVE] + [tuning.tiling_id(t, CPU_OBJECTIVE) for t in CPU_TILINGS]
+    return options
+
+
+def _structures(default: Decisions, options: dict[bool, dict[str, list[str]]]) -> list[Decisions]:
+    """Whole-model tilings for the CPU (each candidate kind on every layer), most promising first."""
+    found = []
+    for name in CPU_TILINGS:
+        for fold in (True, False):
+            found.append(Decisions.make(fold, {layer: next(i for i in ids if i.startswith(name + "@"))
+                                               for layer, ids in options[fold].items()}))
+    return [d for d in dict.fromkeys(found) if d != default]
+
+
+def _mutations(best: Decisions, options: dict[bool, dict[str, list[str]]], rng: random.Random) -> list[Decisions]:
+    """One-decision changes of ``best``'s structure, its rows per shape kept: another tiling for one
+    layer, or the fold flipped (with the same tilings where the layers still match)."""
+    tiling, rows = dict(best.tiling), dict(best.fc_rows)
+    flipped = {k: v for k, v in tiling.items() if k in options[not best.fold_dead_units]}
+    found = [Decisions.make(not best.fold_dead_units, flipped, fc_rows=rows)]
+    for layer, ids in options[best.fold_dead_units].items():
+        for tid in ids:
+            if tiling.get(layer) != tid:
+                found.append(Decisions.make(best.fold_dead_units, {**tiling, layer: tid}, fc_rows=rows))
+    rng.shuffle(found)
+    return found
+
+
+def _rows_per_shape(ev, best: Decisions) -> None:
+    """Every kernel at each row count (one run per count), then each shape at its best count."""
+    from tvmse.targets.cortex_m import fc_kernel
+    structure = best.with_fc_rows({})
+    base = ev.run([structure])[0]
+    if not _ok(base):
+        return
+    shapes = list(base["fc_shapes"])
+    uniform = [r for r in fc_kernel.ROW_CHOICES if r != fc_kernel.ROWS]
+    runs = ev.run([structure.with_fc_rows({s: r for s in shapes}) for r in uniform])
+    per_shape = {s: (base["fc_shapes"][s], fc_kernel.ROWS) for s in shapes}
+    for rows, result in zip(uniform, runs):
+        if _ok(result):
+            for s, count in result["fc_shapes"].items():
+                per_shape[s] = min(per_shape[s], (count, rows))
+    chosen = {s: rows for s, (_, rows) in per_shape.items() if rows != fc_kernel.ROWS}
+    if chosen:
+        ev.run([structure.with_fc_rows(chosen)])
+
+
+def search(ev, default: Decisions, seed: int) -> None:
+    from tvmse.autotune import OutOfTrials
+    rng = random.Random(seed)
+    try:
+        base = ev.run([default])[0]
+        if not _ok(base):
+            raise TvmseError(f"the default Cortex-M55 build of the model fails: {base and base.get('error')}")
+        ev.default_cycles = base["cycles"]
+        if base["sram_bytes"] > ev.budget:
+            raise TvmseError(f"the network needs {base['sram_bytes']:,} B of RAM (arena + state), more than "
+                             f"--sram-budget {ev.budget:,} B; raise the budget")
+        options = {fold: tiling_options(ev.source, fold) for fold in (True, False)}
+        ev.run(_structures(default, options))
+        _rows_per_shape(ev, ev.best[2])
+        tuned_rows_for = ev.best[2].with_fc_rows({})
+        tried: set = set()
+        while True:   # one-layer changes around the best, one batch per worker, until none improves
+            moves = [m for m in _mutations(ev.best[2], options, rng) if m not in tried]
+            if not moves:
+                break
+            batch = moves[:max(ev.workers, 2)]
+            tried.update(batch)
+            ev.run(batch)
+        if ev.best[2].with_fc_rows({}) != tuned_rows_for:   # the structure changed: its own rows
+            _rows_per_shape(ev, ev.best[2])
+    except OutOfTrials:
+        pass
+
+
+def autotune_cpu(model, trials: int | None, time_budget: float | None, db, output, workers: int, seed: int,
+                 progress, state: dict[str, str] | None, ram_budget: int | None = None):
+    """``tvmse.autotune.autotune`` for ``target="cortex-m55"``; returns its ``TuneResult``."""
+    from tvmse.autotune import DEFAULT_TRIALS, Evaluator, TuneResult
+    from tvmse.compile import load_model
+    from tvmse.errors import ConfigError
+    from tvmse.passes.cost_model import CPU_OBJECTIVE
+    from tvmse.passes.pipeline import run_pipeline
+    from tvmse.targets.cortex_m.compile_cpu import check_runner
+
+    if trials is not None and trials <= 0 or time_budget is not None and time_budget <= 0:
+        raise ConfigError("--trials and --time-budget must be positive")
+    if workers < 1:
+        raise ConfigError(f"--workers must be at least 1, not {workers}")
+    if ram_budget is not None and ram_budget <= 0:
+        raise ConfigError(f"--sram-budget must be a positive number of bytes, not {ram_budget}")
+    check_runner("qemu")
+    if trials is None and time_budget is None:
+        trials = DEFAULT_TRIALS
+    started = time.monotonic()
+    model = Path(model)
+    target = CpuTarget()
+    source = load_model(model, state).graph
+    identity = {"model_sha256": tuning.model_hash(model), "target": tuning.target_of(target),
+                "tools": tuning.tool_versions()}
+    database = TuningDatabase(db, identity)
+    if database.results:
+        progress(f"database {db}: {len(database.results)} earlier evaluation(s) of this model, target and toolchain")
+    _, records = run_pipeline(source, objective=CPU_OBJECTIVE)   # what compile --target cortex-m55 builds
+    default = tuning.default_decisions(records, CPU_OBJECTIVE)
+    ev = Evaluator(source, target, database, workers, trials, time_budget, progress, started, unit="instructions")
+    ev.budget = ram_budget if ram_budget is not None else 2**63
+    try:
+        search(ev, default, seed)
+    finally:
+        ev.close()
+    if ev.new == 0:
+        progress(f"nothing new to evaluate: all {len(ev.considered)} candidates were in the database "
+                 "(0 new evaluations)")
+    default_result = database.get(default)
+    instructions, ram, best = ev.best
+    result = database.get(best)
+    plan = tuning.TuningFile(identity["model_sha256"], identity["target"], identity["tools"], ram_budget or 0, best,
+                             instructions, default_result["cycles"], ram,
+                             extra={"model": model.name, "evaluations": len(ev.considered),
+                                    "cost": "QEMU executed instructions per frame (not cycles)",
+                                    "flash_bytes": result["flash_bytes"]})
+    if output is not None:
+        plan.save(output)
+    seconds = time.monotonic() - started
+    table = _table(model, target, default_result, result, best, len(ev.considered), ev.new, seconds)
+    progress(table)
+    return TuneResult(plan, default_result["cycles"], instructions, ram, result["flash_bytes"], None,
+                      len(ev.considered), ev.new, seconds, table)
+
+
+def _table(model: Path, target: CpuTarget, default: dict, tuned: dict, best: Decisions, evaluations: int,
+           new: int, seconds: float) -> str:
+    rows = [("instructions/frame", f"{default['instructions']:,}", f"{tuned['instructions']:,}"),
+            ("ratio", "1.000", f"{tuned['instructions'] / default['instructions']:.3f}"),
+            ("RAM (arena+state) B", f"{default['sram_bytes']:,}", f"{tuned['sram_bytes']:,}"),
+            ("flash (code+data) B", f"{default['flash_bytes']:,}", f"{tuned['flash_bytes']:,}")]
+    lines = [f"{model.name} → {target.describe()}: {evaluations} candidates ({new} new evaluations) in "
+             f"{seconds:.0f} s, every one bit-exact on QEMU",
+             f"{'':20} {'default':>12} {'tuned':>12}"]
+    lines += [f"{name:20} {a:>12} {b:>12}" for name, a, b in rows]
+    lines.append(f"tuned: {best.describe()}")
+    return "\n".join(lines)
+
+
+def load_for_replay(path: str | os.PathLike, model_path: str | os.PathLike) -> Decisions:
+    """The decisions of a cortex-m55 tuning file, checked against the model and tools (``compile --tuning``)."""
+    plan = tuning.load(path)
+    tuning.check_matches(plan, path, model_path, CpuTarget())
+    if plan.decisions.placement:
+        raise tuning.TuningError(f"tuning file {path} places weights in NPU SRAM; the Cortex-M55 build has none")
+    return plan
