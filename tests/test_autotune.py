@@ -103,6 +103,8 @@ def _edited(tuned, tmp_path, edit) -> str:
     (lambda d: d["decisions"].update(tiling={"nope/fc": "grouped/16@Sram_Only"}), "not FCs of this model"),
     (lambda d: d["decisions"].update(tiling={"lstm0/fc": "diagonal@Sram_Only"}), "no tiling 'diagonal'"),
     (lambda d: d["decisions"].update(placement=["nope/fc"]), "nope/fc"),
+    (lambda d: d["decisions"].update(fold_align=-16), "fold_align must be a whole number"),
+    (lambda d: d["decisions"].update(fold_align=True), "fold_align must be a whole number"),
 ])
 def test_hostile_tuning_files_are_clean_errors(small_onnx, tuned, tmp_path, capsys, edit, phrase):
     error = _compile_error(capsys, small_onnx, tmp_path, "--tuning", _edited(tuned, tmp_path, edit))
@@ -159,3 +161,20 @@ def test_a_spent_time_budget_still_returns_the_default_build(small_onnx, budget,
                       output=tmp_path / "t.json", progress=lambda line: None)
     assert result.evaluations == 1 and result.tuned_cycles == result.default_cycles
     assert tuning.load(tmp_path / "t.json").decisions.placement == ()
+
+
+def test_the_aligned_fold_is_a_decision_that_round_trips_and_replays():
+    """block80 drops one unit of lstm1 (255 of 256): the aligned fold keeps it, so its gate rows stay on the
+    16-row grid; offered to the search only because it differs from the plain fold."""
+    from pathlib import Path
+
+    from tvmse.compile import load_model
+    source = load_model(Path(__file__).resolve().parents[1] / "examples" / "tinylstm_block80.onnx").graph
+    assert tuning.fold_variants(source, 16) == [(True, 0), (False, 0), (True, 16)]
+    aligned = tuning.Decisions.make((True, 16))
+    assert tuning.Decisions.from_json(json.loads(aligned.key()), "x") == aligned
+    assert "fold aligned to 16" in aligned.describe() and "fold_align" not in tuning.Decisions.make(True).to_json()
+    plain, _ = tuning.apply(source, tuning.Decisions.make(True), "ethos-u55-128")
+    kept, _ = tuning.apply(source, aligned, "ethos-u55-128")
+    assert {t.name: t.shape[-1] for t in plain.inputs}["h1"] == 255
+    assert {t.name: t.shape[-1] for t in kept.inputs}["h1"] == 256

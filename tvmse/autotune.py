@@ -8,7 +8,8 @@ What is searched (``tvmse.tuning.Decisions``), in order of payoff:
 - **weight placement per layer** (flash or SRAM) within ``--sram-budget`` (Vela's arena, the
   boundary buffer between segments and the placed weights all count): for each pass structure, the
   greedy fit of ``targets.ethosu.placement`` over measured per-layer gains;
-- **pass decisions**: the unit fold on or off, and a tiling candidate per FC. Tilings come from
+- **pass decisions**: the unit fold on, off, or aligned (dead units kept back so each folded state
+  stays a multiple of the NPU's 16-row output grid), and a tiling candidate per FC. Tilings come from
   ``passes.tile_block_sparse.candidates`` for either memory mode (a layer in SRAM is compute-bound
   and wants finer tiles than one streaming from flash); ``passes.cost_model`` is the cheap filter
   (only the two best of each mode, and only those it calls cheaper than the untouched layer).
@@ -181,7 +182,7 @@ def _evaluate_in_worker_local(source, config, d: Decisions) -> tuple[dict, float
 
 
 # ---- the search ---------------------------------------------------------------------------------------
-def tiling_options(source: IntegerGraph, fold: bool, config) -> dict[str, list[str]]:
+def tiling_options(source: IntegerGraph, fold: tuning.Fold, config) -> dict[str, list[str]]:
     """FC layer → tiling ids worth trying (cost-model filter): per memory mode, the best candidates
     the cost model calls cheaper than the untouched layer."""
     from tvmse.passes import tile_block_sparse
@@ -243,8 +244,7 @@ def _structures(source, config, default: Decisions, options_by_fold) -> list[Dec
     """Pass structures (placement left empty) to try after the default, most promising first."""
     from tvmse.targets.ethosu.segments import SRAM_MODE
     found = []
-    for fold in (True, False):
-        options = options_by_fold[fold]
+    for fold, options in options_by_fold.items():
         for mode in (SRAM_MODE, config.memory_mode):
             tiling = {layer: next((i for i in ids if i.endswith("@" + mode)), None) for layer, ids in options.items()}
             found.append(Decisions.make(fold, {k: v for k, v in tiling.items() if v}))
@@ -253,11 +253,12 @@ def _structures(source, config, default: Decisions, options_by_fold) -> list[Dec
     return [d for d in dict.fromkeys(found) if d != default]
 
 
-def _mutations(best: Decisions, options: dict[str, list[str]], rng: random.Random) -> list[Decisions]:
-    """One-decision changes of ``best``'s pass structure: another tiling option for one layer, or the
-    fold flipped; in a seeded order."""
+def _mutations(best: Decisions, options: dict[str, list[str]], folds: list[tuning.Fold],
+               rng: random.Random) -> list[Decisions]:
+    """One-decision changes of ``best``'s pass structure: another tiling option for one layer, or another
+    fold; in a seeded order."""
     tiling = dict(best.tiling)
-    found = [Decisions.make(not best.fold_dead_units, tiling)]
+    found = [Decisions.make(fold, tiling) for fold in folds if fold != best.fold]
     for layer, ids in options.items():
         for tid in [None, *ids]:
             if tiling.get(layer) == tid:
@@ -265,7 +266,7 @@ def _mutations(best: Decisions, options: dict[str, list[str]], rng: random.Rando
             changed = {k: v for k, v in tiling.items() if k != layer}
             if tid is not None:
                 changed[layer] = tid
-            found.append(Decisions.make(best.fold_dead_units, changed))
+            found.append(Decisions.make(best.fold, changed))
     rng.shuffle(found)
     return found
 
@@ -279,7 +280,7 @@ def _placement_matched(best: Decisions, options: dict[str, list[str]]) -> Decisi
         sram = [i for i in options.get(layer, []) if i.endswith("@" + SRAM_MODE)]
         if sram:
             tiling[layer] = sram[0]
-    return Decisions.make(best.fold_dead_units, tiling)
+    return Decisions.make(best.fold, tiling)
 
 
 @dataclass
@@ -353,10 +354,12 @@ def _search(ev: Evaluator, config, default: Decisions, seed: int) -> None:
         if base["sram_bytes"] > ev.budget:
             raise TvmseError(f"the network needs {base['sram_bytes']:,} B of SRAM with every weight in flash "
                              f"(Vela's arena), more than --sram-budget {ev.budget:,} B; raise the budget")
-        options = {fold: tiling_options(ev.source, fold, config) for fold in (True, False)}
+        from tvmse.passes.arch import arch_for
+        options = {fold: tiling_options(ev.source, fold, config)
+                   for fold in tuning.fold_variants(ev.source, arch_for(config.accelerator).row_block)}
         greedy_for(ev, default, config.accelerator)
         ev.greedy_cycles = ev.best[0]
-        greedy_for(ev, _placement_matched(ev.best[2], options[True]), config.accelerator)
+        greedy_for(ev, _placement_matched(ev.best[2], options[ev.best[2].fold]), config.accelerator)
         for structure in _structures(ev.source, config, default, options):
             greedy_for(ev, structure, config.accelerator)
         _local_search(ev, config, options, rng)
@@ -371,7 +374,7 @@ def _local_search(ev: Evaluator, config, options, rng: random.Random) -> None:
     while True:
         best = ev.best[2]
         structure = best.with_placement(())
-        moves = [m for m in _mutations(structure, options[structure.fold_dead_units], rng) if m not in tried]
+        moves = [m for m in _mutations(structure, options[structure.fold], list(options), rng) if m not in tried]
         if not moves:
             return
         batch = moves[:ev.workers]

@@ -9,7 +9,7 @@ What is searched (``tvmse.tuning.Decisions``; placement stays empty, the CPU has
   (``cost_model.CPU_OBJECTIVE``: call overhead, per-row requantization and Helium MACs, slices of a
   gathered input; tile outputs are written in place, ``targets.cortex_m.lower``), starting from the
   default compile's (the cost model's best), with the layer left alone among them; then one-layer
-  changes and the unit fold flipped;
+  changes and the other fold decisions (on, off, aligned to the 16-row grid);
 - **rows per FC kernel, per weight shape** (``fc_kernel.ROW_CHOICES``): the best structure is run once
   with every kernel at each row count; each shape takes the count its kernels ran fastest with (the
   per-kernel counts are exact, kernels do not interact), and the combination is run to confirm.
@@ -93,7 +93,7 @@ def _ok(result: dict | None) -> bool:
 
 
 # ---- the search ---------------------------------------------------------------------------------------
-def tiling_options(source: IntegerGraph, fold: bool) -> dict[str, list[str]]:
+def tiling_options(source: IntegerGraph, fold: tuning.Fold) -> dict[str, list[str]]:
     """Block-sparse FC → tiling ids worth trying on the CPU: the layer left alone and the CPU-ranked
     candidates."""
     from tvmse.passes import tile_block_sparse
@@ -109,26 +109,27 @@ def tiling_options(source: IntegerGraph, fold: bool) -> dict[str, list[str]]:
     return options
 
 
-def _structures(default: Decisions, options: dict[bool, dict[str, list[str]]]) -> list[Decisions]:
+def _structures(default: Decisions, options: dict[tuning.Fold, dict[str, list[str]]]) -> list[Decisions]:
     """Whole-model tilings for the CPU (each candidate kind on every layer), most promising first."""
     found = []
     for name in CPU_TILINGS:
-        for fold in (True, False):
+        for fold in options:
             found.append(Decisions.make(fold, {layer: next(i for i in ids if i.startswith(name + "@"))
                                                for layer, ids in options[fold].items()}))
     return [d for d in dict.fromkeys(found) if d != default]
 
 
-def _mutations(best: Decisions, options: dict[bool, dict[str, list[str]]], rng: random.Random) -> list[Decisions]:
+def _mutations(best: Decisions, options: dict[tuning.Fold, dict[str, list[str]]],
+               rng: random.Random) -> list[Decisions]:
     """One-decision changes of ``best``'s structure, its rows per shape kept: another tiling for one
-    layer, or the fold flipped (with the same tilings where the layers still match)."""
+    layer, or another fold (with the same tilings where the layers still match)."""
     tiling, rows = dict(best.tiling), dict(best.fc_rows)
-    flipped = {k: v for k, v in tiling.items() if k in options[not best.fold_dead_units]}
-    found = [Decisions.make(not best.fold_dead_units, flipped, fc_rows=rows)]
-    for layer, ids in options[best.fold_dead_units].items():
+    found = [Decisions.make(fold, {k: v for k, v in tiling.items() if k in options[fold]}, fc_rows=rows)
+             for fold in options if fold != best.fold]
+    for layer, ids in options[best.fold].items():
         for tid in ids:
             if tiling.get(layer) != tid:
-                found.append(Decisions.make(best.fold_dead_units, {**tiling, layer: tid}, fc_rows=rows))
+                found.append(Decisions.make(best.fold, {**tiling, layer: tid}, fc_rows=rows))
     rng.shuffle(found)
     return found
 
@@ -164,7 +165,9 @@ def search(ev, default: Decisions, seed: int) -> None:
         if base["sram_bytes"] > ev.budget:
             raise TvmseError(f"the network needs {base['sram_bytes']:,} B of RAM (arena + state), more than "
                              f"--sram-budget {ev.budget:,} B; raise the budget")
-        options = {fold: tiling_options(ev.source, fold) for fold in (True, False)}
+        from tvmse.passes.arch import arch_for
+        options = {fold: tiling_options(ev.source, fold)
+                   for fold in tuning.fold_variants(ev.source, arch_for(TILING_ACCELERATOR).row_block)}
         ev.run(_structures(default, options))
         _rows_per_shape(ev, ev.best[2])
         tuned_rows_for = ev.best[2].with_fc_rows({})

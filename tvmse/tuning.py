@@ -7,6 +7,8 @@ A candidate build is fully described by its ``Decisions``:
                       ``passes.tile_block_sparse.candidates`` computed for that memory mode's cost;
                       a layer not listed is left untouched
     placement         layers whose weights live in SRAM (the rest in flash)
+    fold_align        with the fold on: keep each folded state a multiple of this many slots (dead units
+                      kept back, ``FoldDeadUnits(align=…)``), so gate rows stay on the output grid; 0: plain
     fc_rows           (cortex-m55) FC weight shape "NxK" → output rows its kernel computes per pass over
                       the input (``targets.cortex_m.fc_kernel``); a shape not listed gets the default
 
@@ -35,6 +37,8 @@ from tvmse.ir import IntegerGraph
 
 TUNING_FORMAT = "tvmse-tuning/1"
 MAX_FC_ROWS = 16   # rows per input pass of a Cortex-M55 FC kernel: more would spill Helium's registers
+MAX_FOLD_ALIGN = 256
+Fold = tuple[bool, int]   # (fold on, alignment; 0 = plain): the fold decision as one value
 
 
 class TuningError(TvmseError):
@@ -47,12 +51,19 @@ class Decisions:
     tiling: tuple[tuple[str, str], ...] = ()     # sorted (layer, tiling id) pairs
     placement: tuple[str, ...] = ()              # sorted layer names
     fc_rows: tuple[tuple[str, int], ...] = ()    # sorted ("NxK", rows) pairs (cortex-m55)
+    fold_align: int = 0                          # with the fold on: state widths kept a multiple of this
 
     @classmethod
-    def make(cls, fold_dead_units: bool = True, tiling: dict[str, str] | None = None, placement=(),
+    def make(cls, fold: bool | Fold = True, tiling: dict[str, str] | None = None, placement=(),
              fc_rows: dict[str, int] | None = None) -> "Decisions":
-        return cls(bool(fold_dead_units), tuple(sorted((tiling or {}).items())), tuple(sorted(set(placement))),
-                   tuple(sorted((fc_rows or {}).items())))
+        """``fold``: on or off, or a ``Fold`` (on, alignment)."""
+        on, align = fold if isinstance(fold, tuple) else (bool(fold), 0)
+        return cls(bool(on), tuple(sorted((tiling or {}).items())), tuple(sorted(set(placement))),
+                   tuple(sorted((fc_rows or {}).items())), int(align) if on else 0)
+
+    @property
+    def fold(self) -> Fold:
+        return (self.fold_dead_units, self.fold_align)
 
     def with_placement(self, placement) -> "Decisions":
         return dataclasses.replace(self, placement=tuple(sorted(set(placement))))
@@ -69,14 +80,19 @@ class Decisions:
                 "placement": list(self.placement)}
         if self.fc_rows:   # absent when empty: Ethos-U decisions keep their keys in existing databases
             data["fc_rows"] = dict(self.fc_rows)
+        if self.fold_align:   # absent for the plain fold, likewise
+            data["fold_align"] = self.fold_align
         return data
 
     @classmethod
     def from_json(cls, data, where: str) -> "Decisions":
         keys = {"fold_dead_units", "tiling", "placement"}
-        if not isinstance(data, dict) or not keys <= set(data) <= keys | {"fc_rows"}:
+        if not isinstance(data, dict) or not keys <= set(data) <= keys | {"fc_rows", "fold_align"}:
             raise TuningError(f"{where}: 'decisions' must be an object with fold_dead_units, tiling and placement "
-                              "(and, for cortex-m55, fc_rows)")
+                              "(and optionally fold_align; for cortex-m55 fc_rows)")
+        align = data.get("fold_align", 0)
+        if isinstance(align, bool) or not isinstance(align, int) or not 0 <= align <= MAX_FOLD_ALIGN:
+            raise TuningError(f"{where}: decisions.fold_align must be a whole number of state slots 0…{MAX_FOLD_ALIGN}")
         fc_rows = data.get("fc_rows", {})
         if not isinstance(fc_rows, dict) or not all(
                 isinstance(k, str) and re.fullmatch(r"[1-9][0-9]*x[1-9][0-9]*", k) and isinstance(v, int)
@@ -91,7 +107,7 @@ class Decisions:
             raise TuningError(f"{where}: decisions.tiling must map layer names to tiling ids (strings)")
         if not isinstance(placement, list) or not all(isinstance(p, str) for p in placement):
             raise TuningError(f"{where}: decisions.placement must be a list of layer names")
-        return cls.make(fold, tiling, placement, fc_rows)
+        return cls.make((fold, align), tiling, placement, fc_rows)
 
     def key(self) -> str:
         return json.dumps(self.to_json(), sort_keys=True)
@@ -99,8 +115,19 @@ class Decisions:
     def describe(self) -> str:
         tiles = ", ".join(f"{l}={t}" for l, t in self.tiling) or "none"
         rows = f"; FC rows {', '.join(f'{s}={r}' for s, r in self.fc_rows)}" if self.fc_rows else ""
-        return (f"fold {'on' if self.fold_dead_units else 'off'}; tiling {tiles}; "
+        fold = f"aligned to {self.fold_align}" if self.fold_align else "on" if self.fold_dead_units else "off"
+        return (f"fold {fold}; tiling {tiles}; "
                 f"SRAM {', '.join(self.placement) or 'none'}{rows}")
+
+
+def fold_variants(source: IntegerGraph, align: int) -> list[Fold]:
+    """The fold decisions a search tries: on, off, and, where it keeps something the plain fold drops, on
+    with the state widths kept a multiple of ``align`` (the output grid's rows: 16 on Ethos-U55)."""
+    from tvmse.passes.fold_dead_units import aligned_channels, kept_channels
+    plain = kept_channels(source)
+    aligned = aligned_channels(source, {k: v.copy() for k, v in plain.items()}, align)
+    differs = any(int(aligned[name].sum()) != int(keep.sum()) for name, keep in plain.items())
+    return [(True, 0), (False, 0)] + ([(True, align)] if differs else [])
 
 
 # ---- applying decisions ----------------------------------------------------------------------------
@@ -133,7 +160,7 @@ def apply(source: IntegerGraph, decisions: Decisions, accelerator: str, config=N
 
     graph, records = source, []
     if decisions.fold_dead_units:
-        graph, done = FoldDeadUnits().run(graph, config=config)
+        graph, done = FoldDeadUnits(align=decisions.fold_align or None).run(graph, config=config)
         records += [{"pass": "fold_dead_units", **r} for r in done]
     tiling = dict(decisions.tiling)
     fcs = {op.name: op for op in graph.ops if op.kind == "fully_connected"}
