@@ -23,11 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
-from tvmse.integer_hop import (GAIN_BITS, HOP, M, N_BINS, SYNTHESIS_SHIFT, TWIDDLE_BITS, ANALYSIS_SHIFT, HopTables,
+from tvmse.integer_hop import (ANALYSIS_SHIFT, GAIN_BITS, HOP, M, N_BINS, SYNTHESIS_SHIFT, TWIDDLE_BITS, HopTables,
                                IntegerHop, bit_reversal, graph_network)
 from tvmse.targets.cortex_m import qemu
 from tvmse.targets.cortex_m.errors import MismatchError
-from tvmse.targets.cortex_m.glue import FC_CLANG_FLAGS, _c_values
+from tvmse.targets.cortex_m.glue import FC_CLANG_FLAGS, c_values
 
 log = logging.getLogger(__name__)
 
@@ -282,11 +282,11 @@ def generate(tables: HopTables) -> dict[str, str]:
     source = _SOURCE_TEXT.format(
         m=M, code_min=tables.code_min, n_thresholds=len(tables.thresholds), tw=TWIDDLE_BITS,
         analysis=ANALYSIS_SHIFT, synthesis=SYNTHESIS_SHIFT, gain_bits=GAIN_BITS,
-        window=_c_values(tables.window), fft_cos=_c_values(tables.fft_twiddles[0]),
-        fft_sin=_c_values(tables.fft_twiddles[1]), split_cos=_c_values(tables.split_twiddles[0]),
-        split_sin=_c_values(tables.split_twiddles[1]), bitrev=_c_values(bit_reversal(M)),
-        thresholds=_c_values(tables.thresholds.astype(np.int64)), gains=_c_values(tables.gains),
-        bracket_lo=_c_values(lo), bracket_hi=_c_values(hi))
+        window=c_values(tables.window), fft_cos=c_values(tables.fft_twiddles[0]),
+        fft_sin=c_values(tables.fft_twiddles[1]), split_cos=c_values(tables.split_twiddles[0]),
+        split_sin=c_values(tables.split_twiddles[1]), bitrev=c_values(bit_reversal(M)),
+        thresholds=c_values(tables.thresholds.astype(np.int64)), gains=c_values(tables.gains),
+        bracket_lo=c_values(lo), bracket_hi=c_values(hi))
     return {HEADER: header, SOURCE: source}
 
 

@@ -122,7 +122,8 @@ def lifetimes(network: LoweredNetwork, interface: Interface) -> dict[str, tuple[
             if network.tensors[n].kind == "arena"}
 
 
-def _c_values(values: np.ndarray) -> str:
+def c_values(values: np.ndarray) -> str:
+    """The body of a C array initializer: ``values`` flattened, 24 a line (int64 with the LL suffix)."""
     flat = [str(int(v)) for v in np.asarray(values).reshape(-1)]
     if np.asarray(values).dtype == np.int64:
         flat = [f"{v}LL" for v in flat]
@@ -140,7 +141,7 @@ def _weights_c(network: LoweredNetwork) -> tuple[str, list[str]]:
         names.append(t.name)
         where = " __attribute__((section(\".flash_rodata\")))" if t.nbytes >= FLASH_MIN_BYTES else ""
         lines.append(f"const {C_TYPES[t.dtype]} {t.name}[{max(1, t.value.size)}] __attribute__((aligned(16))){where} = {{\n"
-                     f"    {_c_values(t.value)}\n}};")
+                     f"    {c_values(t.value)}\n}};")
     return "\n".join(lines) + "\n", names
 
 
