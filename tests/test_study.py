@@ -94,6 +94,7 @@ def test_unknown_preset_and_broken_toml_are_config_errors(tmp_path):
     (["--preset", "smoke", "--out", "{tmp}/file"], "is a file"),
     (["--preset", "smoke", "--out", "{tmp}/file/s"], "cannot be written"),
     (["--preset", "smoke", "--out", "{tmp}/s", "--max-concurrent", "0"], "--max-concurrent"),
+    (["--preset", "smoke", "--out", "{tmp}/s", "--address", "127.0.0.1:1"], "nothing answers"),
 ])
 def test_command_errors_are_one_line_exit_2(tmp_path, args, message):
     (tmp_path / "bad.toml").write_text("[study\n")

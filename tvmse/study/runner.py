@@ -18,6 +18,7 @@ import argparse
 import logging
 import os
 import shlex
+import signal
 import sys
 import tempfile
 import time
@@ -25,7 +26,7 @@ from pathlib import Path
 
 from tvmse import __version__
 from tvmse.cli import command_parser
-from tvmse.errors import EXIT_INTERNAL_ERROR, OutputError, TvmseError, cli_entry
+from tvmse.errors import EXIT_INTERNAL_ERROR, ConfigError, OutputError, TvmseError, cli_entry
 from tvmse.progress import log_stages
 from tvmse.study.config import PRESETS, DenseSpec, StudyConfig, TrialSpec, load_config, read_toml
 from tvmse.study.results import result_row, write_results
@@ -55,6 +56,20 @@ def check_out_dir(out: Path) -> Path:
     except OSError as err:
         raise OutputError(f"--out {out} cannot be written ({err.strerror or err}); choose another folder") from None
     return out
+
+
+def check_reachable(address: str, timeout: float = 5.0) -> None:
+    """A ``host:port`` (or ``ray://host:port``) address answers a TCP connection, or a ConfigError now: Ray
+    itself retries an unreachable address for many minutes. ``auto`` and other forms are left to Ray."""
+    import socket
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as err:
+        raise ConfigError(f"--address {address}: nothing answers there ({err.strerror or err}); start the cluster "
+                          "(ray start --head) or give its head node's address") from None
 
 
 # ---- one trial inside a Ray worker ---------------------------------------------------------------
@@ -136,9 +151,17 @@ class Study:
 
         local = self.address is None
         os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-        ray.init(address=self.address, num_cpus=os.cpu_count() if local else None, include_dashboard=False,
-                 object_store_memory=OBJECT_STORE_BYTES if local else None, logging_level=logging.ERROR,
-                 log_to_driver=False, configure_logging=True)
+        handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            ray.init(address=self.address, num_cpus=os.cpu_count() if local else None, include_dashboard=False,
+                     object_store_memory=OBJECT_STORE_BYTES if local else None, logging_level=logging.ERROR,
+                     log_to_driver=False, configure_logging=True)
+        except (ConnectionError, ValueError, RuntimeError) as err:
+            where = f"join the Ray cluster at --address {self.address}" if self.address else "start a local Ray"
+            raise ConfigError(f"cannot {where} ({type(err).__name__}: {' '.join(str(err).split())[:200]}); "
+                              "check the address (ray status on the head node) or run without --address") from None
+        for signum, handler in handlers.items():  # Ray installs its own; ours stop the study cleanly (exit 130/143)
+            signal.signal(signum, handler)
         try:
             concurrent = self.max_concurrent or max(1, int(ray.cluster_resources().get("CPU", 1)))
             board = ray.remote(num_cpus=0)(PhaseBoard).remote()
@@ -234,6 +257,8 @@ def main(argv: list[str] | None = None) -> int | None:
         raise TvmseError("--max-concurrent must be >= 1")
     where = args.config or f"preset {args.preset}"
     config = load_config(args.preset, read_toml(args.config) if args.config else None, where)
+    if args.address:
+        check_reachable(args.address)
     out = check_out_dir(Path(args.out))
     command = "python -m tvmse.study " + shlex.join(sys.argv[1:] if argv is None else argv)
     result = Study(config, out, args.address, args.max_concurrent, command).run()
