@@ -475,14 +475,14 @@ class Trainer:
         self.model.quantized, self.model.observing = False, True
         with torch.no_grad():
             for i in range(max(cfg.calib_batches, 1)):
-                self.model(self.qat_batches.batch(10_000_000 + i, self.device).features)
+                self.model.forward_layerwise(self.qat_batches.batch(10_000_000 + i, self.device).features)
         self.model.observing = False
         log.info("calibrated activation scales on %d batches", max(cfg.calib_batches, 1))
 
     def _loss(self, step: int, batch: Batch) -> torch.Tensor:
         phase = self.config.phase(step)
-        if phase == "qat":
-            mask, _ = self.model(batch.features)
+        if phase == "qat":  # the exact int8 step, layer by layer (each layer's input FC batched over frames)
+            mask = self.model.forward_layerwise(batch.features)
         else:
             mask = fast_forward(self.model, batch.features, quantize_weights=phase == "wqat")
         return spectral_loss(mask, batch, self.config.complex_loss_weight)
