@@ -1,5 +1,6 @@
 """python -m tvmse.study: presets and study.toml, result rows, Pareto fronts, resume, and the smoke study end to end."""
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -14,7 +15,8 @@ from tvmse.study import config as study_config  # noqa: E402
 from tvmse.study.config import PRESETS, load_config, read_toml  # noqa: E402
 from tvmse.study.results import beats, fronts, pareto_front, result_row, PAPER_SPEED  # noqa: E402
 from tvmse.study.runner import Study  # noqa: E402
-from tvmse.study.trial import DONE_FILE, PHASES_FILE, Trial, atomic_write_json  # noqa: E402
+from tvmse.study.trial import (BUDGET_PHASE, DONE_FILE, PHASES_FILE, Trial, atomic_write_json,  # noqa: E402
+                               finished, study_settings)
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = str(REPO / "examples" / "audio" / "manifest.json")
@@ -131,6 +133,11 @@ def test_result_row_measures_against_fp32_quality_and_dense_int8_cycles():
     assert row["cycles_Shared_Sram"] == 1000 and row["flash_bytes"] == 400 and row["steps"] == 10
     assert not beats(row, PAPER_SPEED, "speedup_Shared_Sram")  # 4× < 6.7×
     assert beats({**row, "speedup_Shared_Sram": 7.0, "sdr_drop": 0.59}, PAPER_SPEED, "speedup_Shared_Sram")
+    assert "speedup_budget" not in row
+    dense[BUDGET_PHASE] = {"total_cycles": 3000, "sram_budget": 4096, "sram_bytes": 4000}
+    trial[BUDGET_PHASE] = {"total_cycles": 500, "sram_budget": 4096, "sram_bytes": 3000}
+    row = result_row(trial, dense)
+    assert row["speedup_budget"] == pytest.approx(6.0) and row["sram_bytes_budget"] == 3000
 
 
 def test_pareto_front_keeps_exactly_the_undominated_points():
@@ -153,8 +160,10 @@ def test_trial_resumes_after_its_last_finished_phase(tmp_path, monkeypatch):
     atomic_write_json(folder / PHASES_FILE, {"train": {"steps": 1}, "compile:Shared_Sram": {"total_cycles": 5}})
     calls = []
     monkeypatch.setattr(Trial, "_train", lambda self: calls.append("train") or {})
-    monkeypatch.setattr(Trial, "_compile", lambda self, mode: calls.append(mode) or {"total_cycles": 4})
-    monkeypatch.setattr(Trial, "_evaluate", lambda self, model: calls.append("evaluate") or {"enhanced": {}})
+    monkeypatch.setattr(Trial, "_compile", lambda self, mode, budget=None: calls.append(mode) or
+                        {"total_cycles": 4, **({"sram_budget": budget} if budget else {})})
+    monkeypatch.setattr(Trial, "_evaluate", lambda self, model: calls.append("evaluate") or
+                        {"enhanced": {}, "evaluation": self.study.evaluation()})
     reported = []
     result = Trial(spec, config, folder, "dense.pt", reported.append).run()
     assert calls == ["Sram_Only", "evaluate"]
@@ -164,13 +173,21 @@ def test_trial_resumes_after_its_last_finished_phase(tmp_path, monkeypatch):
     calls.clear()
     Trial(spec, config, folder, "dense.pt").run()  # every phase on record: nothing runs again
     assert calls == []
+    # another mixture set, or a placed build asked for: only what depends on it runs again
+    other = dataclasses.replace(config, eval_n=config.eval_n + 1, sram_budget=4096)
+    assert finished(folder, config) is not None and finished(folder, other) is None
+    Trial(spec, other, folder, "dense.pt").run()
+    assert calls == ["Shared_Sram", "evaluate"]
+    assert json.loads((folder / PHASES_FILE).read_text())[BUDGET_PHASE] == {"total_cycles": 4, "sram_budget": 4096}
+    assert finished(folder, other) is not None
 
 
 def test_study_pending_lists_unfinished_trials_dense_first(tmp_path):
     config = load_config("smoke")
     s = Study(config, tmp_path)
     assert s.pending() == [config.dense, *config.trials]
-    atomic_write_json(s.folder(config.trials[1]) / DONE_FILE, {"id": config.trials[1].id})
+    atomic_write_json(s.folder(config.trials[1]) / DONE_FILE, {"id": config.trials[1].id,
+                                                               "settings": study_settings(config)})
     atomic_write_json(s.folder(config.dense) / PHASES_FILE, {"train": {}})  # phases done, not finished
     assert s.pending() == [config.dense, config.trials[0]]
     (s.folder(config.trials[0]) / DONE_FILE).parent.mkdir(parents=True)

@@ -13,6 +13,8 @@ resuming an old one with other options.
     eval_seed = 0
     metrics = ["sdr", "si_sdr", "pesq", "stoi"]
     memory_modes = ["Shared_Sram", "Sram_Only"]
+    sram_budget = 262144                    # also a Shared_Sram build with weights placed in SRAM within this
+                                            # budget (tvmse compile --sram-budget); 0: none
 
     [dense]                    # TrainConfig fields of the dense run (tvmse train's options)
     hidden = 256
@@ -112,6 +114,7 @@ class StudyConfig:
     eval_seed: int = 0
     metrics: tuple[str, ...] = ("sdr", "si_sdr", "pesq", "stoi")
     memory_modes: tuple[str, ...] = MEMORY_MODES
+    sram_budget: int = 0  # bytes; > 0 adds a Shared_Sram build with weights placed in SRAM within it
 
     def evaluation(self) -> dict:
         return {"data": self.data, "split": "dev", "n": self.eval_n, "seed": self.eval_seed,
@@ -150,7 +153,7 @@ def preset(name: str) -> dict:
                    for u, s in ((0.5, 0.8), (0.5, 0.9), (0.75, 0.5))]
         trials += [{"structure": "unit+block", "unit_sparsity": u, "sparsity": s}
                    for u, s in ((0.5, 0.5), (0.5, 0.75), (0.75, 0.5))]
-        return {"dense": {"float_steps": 1600, "wqat_steps": 300, "qat_steps": 40},
+        return {"study": {"sram_budget": 262144}, "dense": {"float_steps": 1600, "wqat_steps": 300, "qat_steps": 40},
                 "train": {**_PAPER_TRAIN, "wqat_steps": 2500}, "trials": trials}
     raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
 
@@ -205,7 +208,7 @@ def _train_options(options: dict, section: str, where: str) -> tuple[tuple[str, 
 
 def _build(preset_name: str, raw: dict, where: str) -> StudyConfig:
     study = dict(raw.get("study", {}))
-    known_study = {"data", "eval_n", "eval_seed", "metrics", "memory_modes"}
+    known_study = {"data", "eval_n", "eval_seed", "metrics", "memory_modes", "sram_budget"}
     unknown = sorted(set(study) - known_study)
     if unknown:
         raise ConfigError(f"{where}: [study] has unknown option(s) {', '.join(unknown)}; "
@@ -270,6 +273,8 @@ def _check_study(config: StudyConfig, where: str) -> None:
     from tvmse.metrics import METRICS
     if not isinstance(config.eval_n, int) or config.eval_n < 1:
         raise ConfigError(f"{where}: [study] eval_n must be an integer >= 1")
+    if not isinstance(config.sram_budget, int) or config.sram_budget < 0:
+        raise ConfigError(f"{where}: [study] sram_budget must be a number of bytes >= 0 (0: no placed build)")
     bad = sorted(set(config.metrics) - set(METRICS))
     if bad or "sdr" not in config.metrics:
         raise ConfigError(f"{where}: [study] metrics must include sdr and come from {', '.join(METRICS)}")

@@ -18,7 +18,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from tvmse.study.trial import atomic_write_json
+from tvmse.study.trial import BUDGET_PHASE, atomic_write_json
 
 #: the study's two headline points: (gain, SDR drop in dB, what)
 PAPER_SPEED = (6.7, 0.59, "study: block pruning 6.7× faster, −0.59 dB")
@@ -29,7 +29,8 @@ MODES = ("Shared_Sram", "Sram_Only")
 CSV_COLUMNS = ["id", "name", "structure", "sparsity", "unit_sparsity", "steps", "weight_sparsity", "units_alive",
                "sdr", "si_sdr", "pesq", "stoi", "sdr_drop", "si_sdr_drop", "pesq_drop", "stoi_drop",
                "flash_bytes", "sram_bytes", "compression", "compression_ideal",
-               "cycles_Shared_Sram", "cycles_Sram_Only", "speedup_Shared_Sram", "speedup_Sram_Only"]
+               "cycles_Shared_Sram", "cycles_Sram_Only", "speedup_Shared_Sram", "speedup_Sram_Only",
+               "sram_budget", "cycles_budget", "sram_bytes_budget", "speedup_budget"]
 
 
 def result_row(trial: dict, dense: dict) -> dict:
@@ -53,6 +54,11 @@ def result_row(trial: dict, dense: dict) -> dict:
         if key in trial and key in dense:
             row[f"cycles_{mode}"] = trial[key]["total_cycles"]
             row[f"speedup_{mode}"] = dense[key]["total_cycles"] / trial[key]["total_cycles"]
+    if BUDGET_PHASE in trial and BUDGET_PHASE in dense:  # against the dense model placed within the same budget
+        placed = trial[BUDGET_PHASE]
+        row.update(sram_budget=placed["sram_budget"], cycles_budget=placed["total_cycles"],
+                   sram_bytes_budget=placed["sram_bytes"],
+                   speedup_budget=dense[BUDGET_PHASE]["total_cycles"] / placed["total_cycles"])
     return row
 
 
@@ -156,7 +162,7 @@ def plot_front(path: Path, rows: list[dict], front: list[dict], key: str, xlabel
 
 def study_markdown(rows: list[dict], dense: dict, header: dict, front: dict[str, list[dict]]) -> str:
     fp32, int8 = dense["evaluate_fp32"]["enhanced"], dense["evaluate"]["enhanced"]
-    ev = dense["evaluate"]
+    ev = dense["evaluate"]["evaluation"]
     lines = [f"# Sparsity study: preset `{header['preset']}`", "",
              f"{len(rows)} trials, each fine-tuned from the dense float model, exported as int8 QDQ ONNX, compiled by "
              f"tvmse for ethos-u55-128 (Ethos_U55_High_End_Embedded) in {' and '.join(header['memory_modes'])}, "
@@ -182,6 +188,14 @@ def study_markdown(rows: list[dict], dense: dict, header: dict, front: dict[str,
             cells += ([f"{r[f'cycles_{mode}']:,}", f"{r[f'speedup_{mode}']:.2f}×"] if f"cycles_{mode}" in r
                       else ["", ""])
         lines.append("| " + " | ".join(cells) + " |")
+    placed = [r for r in rows if "cycles_budget" in r]
+    if placed:
+        lines += ["", f"Shared_Sram with the weights of the layers that gain most placed in SRAM within "
+                  f"{placed[0]['sram_budget']:,} B (`tvmse compile --sram-budget`); speed-up against the dense int8 "
+                  "model placed within the same budget:", "",
+                  "| trial | cycles | SRAM B | speed-up |", "|---|---:|---:|---:|"]
+        lines += [f"| {r['name']} | {r['cycles_budget']:,} | {r['sram_bytes_budget']:,} | {r['speedup_budget']:.2f}× |"
+                  for r in placed]
     lines += ["", "## Pareto fronts", "",
               "![SDR drop vs speed-up](pareto_speed.png)", "", "![SDR drop vs compression](pareto_memory.png)", ""]
     for kind, key, unit_name in (("speed", "speedup_Shared_Sram", "faster"), ("memory", "compression", "smaller")):

@@ -123,7 +123,7 @@ class Study:
 
     def pending(self) -> list:
         """Specs (dense first) whose trials are not finished."""
-        return [s for s in (self.config.dense, *self.config.trials) if finished(self.folder(s)) is None]
+        return [s for s in (self.config.dense, *self.config.trials) if finished(self.folder(s), self.config) is None]
 
     def run(self) -> dict:
         pending = self.pending()

@@ -26,6 +26,7 @@ from tvmse.study.config import ACCELERATOR, DenseSpec, StudyConfig, TrialSpec
 log = logging.getLogger("tvmse.study")
 
 PHASES_FILE, DONE_FILE, SPEC_FILE = "phases.json", "measurements.json", "spec.json"
+BUDGET_PHASE = "compile:sram_budget"  # Shared_Sram with weights placed in SRAM within [study] sram_budget
 CHECKPOINT_EVERY = 50  # training steps between checkpoints inside a trial
 
 
@@ -51,9 +52,18 @@ def read_json(path: Path) -> dict | None:
         return None
 
 
-def finished(folder: Path) -> dict | None:
-    """A trial's measurements if it is finished, else None."""
-    return read_json(folder / DONE_FILE)
+def study_settings(study: StudyConfig) -> dict:
+    """The study-wide settings a trial's measurements depend on besides its own spec."""
+    return {"evaluation": study.evaluation(), "memory_modes": list(study.memory_modes),
+            "sram_budget": getattr(study, "sram_budget", 0)}
+
+
+def finished(folder: Path, study: StudyConfig | None = None) -> dict | None:
+    """A trial's measurements if it is finished (with ``study``'s settings, when given), else None."""
+    measurements = read_json(folder / DONE_FILE)
+    if measurements is None or (study is not None and measurements.get("settings") != study_settings(study)):
+        return None
+    return measurements
 
 
 class Trial:
@@ -82,20 +92,30 @@ class Trial:
             if f"compile:{mode}" not in self.phases:
                 self.report(f"compile {mode}")
                 self._done(f"compile:{mode}", self._compile(mode))
-        if "evaluate" not in self.phases:
+        budget = getattr(self.study, "sram_budget", 0)
+        if budget and self.phases.get(BUDGET_PHASE, {}).get("sram_budget") != budget:
+            self.report(f"compile Shared_Sram, weights in SRAM within {budget:,} B")
+            self._done(BUDGET_PHASE, self._compile("Shared_Sram", budget))
+        if not self._evaluated("evaluate"):
             self.report("evaluate")
             self._done("evaluate", self._evaluate(self.folder / "model_int8.onnx"))
-        if self.is_dense and "evaluate_fp32" not in self.phases:
+        if self.is_dense and not self._evaluated("evaluate_fp32"):
             self.report("evaluate fp32")
             self._done("evaluate_fp32", self._evaluate(Path(self.phases["train"]["float_checkpoint"])))
         measurements = {"id": self.spec.id, "name": self.spec.name, "dense": self.is_dense,
                         "structure": "dense" if self.is_dense else self.spec.structure,
                         "sparsity": 0.0 if self.is_dense else self.spec.sparsity,
                         "unit_sparsity": 0.0 if self.is_dense else self.spec.unit_sparsity,
-                        "seconds": round(time.monotonic() - started, 1), **self.phases}
+                        "seconds": round(time.monotonic() - started, 1), "settings": study_settings(self.study),
+                        **self.phases}
         atomic_write_json(self.folder / DONE_FILE, measurements)
         self.report("done")
         return measurements
+
+    def _evaluated(self, phase: str) -> bool:
+        """Whether ``phase`` was scored on the mixture set and metrics the study asks for now."""
+        done = self.phases.get(phase)
+        return done is not None and done.get("evaluation") == self.study.evaluation()
 
     # -- phases
     def _train(self) -> dict:
@@ -128,17 +148,18 @@ class Trial:
                 "units_alive": list(report.units_alive), "hidden": config.hidden,
                 "float_checkpoint": str(float_checkpoint)}
 
-    def _compile(self, mode: str) -> dict:
+    def _compile(self, mode: str, sram_budget: int | None = None) -> dict:
         from tvmse.compile import compile_model
 
+        folder = self.folder / "compile" / (f"{mode}-sram{sram_budget}" if sram_budget else mode)
         result = compile_model(self.folder / "model_int8.onnx", "ethos-u55", accelerator_config=ACCELERATOR,
-                               memory_mode=mode, output_dir=self.folder / "compile" / mode)
+                               memory_mode=mode, output_dir=folder, sram_budget=sram_budget)
         npu, memory = result.report["npu"], result.report["npu"]["memory"]
         return {"total_cycles": npu["total_cycles_per_frame"], "npu_cycles": npu["npu_cycles_per_frame"],
                 "ms_per_frame": npu["ms_per_frame"], "flash_bytes": memory["flash_bytes"],
                 "sram_bytes": memory["sram_bytes"], "encoded_weight_bytes": memory["encoded_weight_bytes"],
                 "macs": result.report["model"]["macs_per_frame"], "cpu_fallback_ops": len(npu["cpu_fallback_ops"]),
-                "summary": result.summary}
+                "summary": result.summary, **({"sram_budget": sram_budget} if sram_budget else {})}
 
     def _evaluate(self, model: Path) -> dict:
         from tvmse import evaluate as ev
@@ -148,4 +169,4 @@ class Trial:
         metrics = ev_config["metrics"]
         return {**ev.summarize(ev.score_noisy(mixtures, metrics),
                                ev.score_enhanced(ev.load_mask_function(str(model)), mixtures, metrics, quiet=True)),
-                "model": str(model), **{k: ev_config[k] for k in ("split", "n", "seed")}}
+                "model": str(model), "evaluation": ev_config}
