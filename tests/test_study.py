@@ -240,6 +240,10 @@ def test_smoke_study_end_to_end_then_resumes_and_reruns_nothing(tmp_path):
     (trial / DONE_FILE).unlink()
     checkpoint = (trial / "train" / "checkpoint.pt").stat().st_mtime_ns
     onnx = (trial / "model_int8.onnx").stat().st_mtime_ns
+    partial = run_study(out, "--results-only")  # the finished trials' results, no trial started
+    assert "0 started" in partial.stdout and "unfinished: weight70" in partial.stdout
+    assert [r["name"] for r in json.loads((out / "results.json").read_text())["rows"]] == ["dense", "unit50"]
+    assert "Not finished yet" in (out / "study.md").read_text()
     third = run_study(out)
     assert "1 started" in third.stdout and "no trial started" not in third.stderr
     assert (trial / "train" / "checkpoint.pt").stat().st_mtime_ns == checkpoint

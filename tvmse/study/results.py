@@ -196,6 +196,8 @@ def study_markdown(rows: list[dict], dense: dict, header: dict, front: dict[str,
                   "| trial | cycles | SRAM B | speed-up |", "|---|---:|---:|---:|"]
         lines += [f"| {r['name']} | {r['cycles_budget']:,} | {r['sram_bytes_budget']:,} | {r['speedup_budget']:.2f}× |"
                   for r in placed]
+    if header.get("unfinished"):
+        lines += ["", f"Not finished yet (the same command completes them): {', '.join(header['unfinished'])}."]
     lines += ["", "## Pareto fronts", "",
               "![SDR drop vs speed-up](pareto_speed.png)", "", "![SDR drop vs compression](pareto_memory.png)", ""]
     for kind, key, unit_name in (("speed", "speedup_Shared_Sram", "faster"), ("memory", "compression", "smaller")):

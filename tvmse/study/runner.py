@@ -125,25 +125,32 @@ class Study:
         """Specs (dense first) whose trials are not finished."""
         return [s for s in (self.config.dense, *self.config.trials) if finished(self.folder(s), self.config) is None]
 
-    def run(self) -> dict:
+    def run(self, start: bool = True) -> dict:
+        """Run the unfinished trials (none if not ``start``), then write the results of the finished ones."""
         pending = self.pending()
         total = 1 + len(self.config.trials)
         if not pending:
             log.info("all %d trials of %s already finished: no trial started", total, self.out)
+        elif not start:
+            log.info("%d of %d trials unfinished; none started (--results-only)", len(pending), total)
         else:
             log.info("%d of %d trials to run (%d finished before)", len(pending), total, total - len(pending))
             self._run_on_ray(pending)
         return self.write()
 
     def write(self) -> dict:
-        dense = finished(self.folder(self.config.dense))
-        measured = [finished(self.folder(s)) for s in self.config.trials]
-        rows = [result_row(dense, dense)] + [result_row(m, dense) for m in measured]
+        """results.json/.csv, the plots and study.md of the trials finished so far (the dense run first)."""
+        dense = finished(self.folder(self.config.dense), self.config)
+        if dense is None:
+            raise TvmseError(f"{self.out}: no results yet, the dense reference run is not finished; run the study "
+                             "without --results-only")
+        measured = {s.name: finished(self.folder(s), self.config) for s in self.config.trials}
+        rows = [result_row(dense, dense)] + [result_row(m, dense) for m in measured.values() if m is not None]
         header = {"preset": self.config.preset, "command": self.command, "tvmse_version": __version__,
                   "memory_modes": list(self.config.memory_modes), "evaluation": self.config.evaluation(),
-                  "started": self.started_trials}
+                  "started": self.started_trials, "unfinished": [n for n, m in measured.items() if m is None]}
         write_results(self.out, rows, dense, header)
-        return {"rows": rows, "dense": dense, "started": self.started_trials}
+        return {"rows": rows, "dense": dense, "started": self.started_trials, "unfinished": header["unfinished"]}
 
     # -- Ray
     def _run_on_ray(self, pending: list) -> None:
@@ -192,6 +199,7 @@ class Study:
                 spec, started = running.pop(ref)
                 try:
                     ray.get(ref)
+                    self.write()  # the results so far: a study stopped later still has them
                     self.durations.append(time.monotonic() - started)
                     log.info("%s: finished in %.0f s%s", spec.id, self.durations[-1],
                              self._counts(queued, running, concurrent))
@@ -231,6 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="study folder: trials/, results.json/.csv, pareto_*.png, study.md")
     p.add_argument("--address", help="join this Ray cluster (e.g. ray://head:10001 or auto) instead of a local Ray")
     p.add_argument("--max-concurrent", type=int, help="trials at once (default: the Ray cluster's CPUs)")
+    p.add_argument("--results-only", action="store_true",
+                   help="start no trial: write the results of the trials finished so far")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines; only the summary")
     return p
 
@@ -243,6 +253,8 @@ def summary(result: dict, out: Path) -> str:
     for r in result["rows"]:
         lines.append(f"{r['name']:<22} {r['sdr_drop']:+9.2f} {r.get('speedup_Shared_Sram', 0):8.2f}× "
                      f"{r['compression']:11.1f}×")
+    if result["unfinished"]:
+        lines.append(f"unfinished: {', '.join(result['unfinished'])} (run the same command to complete them)")
     lines.append(f"wrote {out / 'study.md'}, results.json, results.csv, pareto_speed.png, pareto_memory.png")
     return "\n".join(lines)
 
@@ -261,6 +273,6 @@ def main(argv: list[str] | None = None) -> int | None:
         check_reachable(args.address)
     out = check_out_dir(Path(args.out))
     command = "python -m tvmse.study " + shlex.join(sys.argv[1:] if argv is None else argv)
-    result = Study(config, out, args.address, args.max_concurrent, command).run()
+    result = Study(config, out, args.address, args.max_concurrent, command).run(start=not args.results_only)
     print(summary(result, out))
     return None
