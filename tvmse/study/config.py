@@ -213,6 +213,10 @@ def _build(preset_name: str, raw: dict, where: str) -> StudyConfig:
     if unknown:
         raise ConfigError(f"{where}: [study] has unknown option(s) {', '.join(unknown)}; "
                           f"known: {', '.join(sorted(known_study))}")
+    if "data" in study:  # absolute: trials run in Ray workers, whose working folder is not ours
+        if not isinstance(study["data"], str):
+            raise ConfigError(f"{where}: [study] data must be the path of a corpus manifest.json")
+        study["data"] = str(Path(study["data"]).expanduser().resolve())
     dense_raw = dict(raw.get("dense", {}))
     checkpoint = dense_raw.pop("checkpoint", None)
     if checkpoint is not None and not Path(checkpoint).is_file():
@@ -286,6 +290,5 @@ def _check_study(config: StudyConfig, where: str) -> None:
         config.dense.train_config(config.data).validate()
     except (ConfigError, TypeError) as err:
         raise ConfigError(f"{where}: [dense]: {err}") from None
-    for section, value in (("data", config.data),):
-        if not Path(value).is_file():
-            raise ConfigError(f"{where}: [study] {section} {value} is not a corpus manifest; give one with data = …")
+    if not Path(config.data).is_file():
+        raise ConfigError(f"{where}: [study] data {config.data} is not a corpus manifest; give one with data = …")
