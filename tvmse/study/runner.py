@@ -203,7 +203,7 @@ class Study:
                     self.durations.append(time.monotonic() - started)
                     log.info("%s: finished in %.0f s%s", spec.id, self.durations[-1],
                              self._counts(queued, running, concurrent))
-                except ray.exceptions.RayTaskError as err:
+                except ray.exceptions.RayError as err:  # the task raised, or its worker died (out of memory, killed)
                     cause = getattr(err, "cause", None)
                     if isinstance(cause, TvmseError):
                         raise cause from None
