@@ -250,3 +250,15 @@ def test_smoke_study_end_to_end_then_resumes_and_reruns_nothing(tmp_path):
     assert (trial / "model_int8.onnx").stat().st_mtime_ns == onnx
     assert json.loads((out / "results.json").read_text())["started"] == [trial.name]
     assert (trial / DONE_FILE).exists()
+
+
+def test_a_trial_failing_on_bad_input_is_the_one_line_error_of_its_cause(tmp_path):
+    """The error of the trial's own input comes back through Ray as tvmse's one line (exit 2)."""
+    (tmp_path / "float.pt").write_bytes(b"not a checkpoint")
+    (tmp_path / "study.toml").write_text(f'[dense]\ncheckpoint = "{tmp_path / "float.pt"}"\n')
+    r = subprocess.run([sys.executable, "-m", "tvmse.study", "--preset", "smoke", "--config",
+                        str(tmp_path / "study.toml"), "--out", str(tmp_path / "s"), "-q"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2, r.stdout + r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("tvmse: error: checkpoint") and "damaged" in lines[0], r.stderr
