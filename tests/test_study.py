@@ -262,3 +262,16 @@ def test_a_trial_failing_on_bad_input_is_the_one_line_error_of_its_cause(tmp_pat
     assert r.returncode == 2, r.stdout + r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("tvmse: error: checkpoint") and "damaged" in lines[0], r.stderr
+
+
+def test_status_names_the_training_step_of_a_trial_in_training(tmp_path):
+    config = load_config("smoke")
+    s = Study(config, tmp_path)
+    spec = config.trials[0]
+    assert s._phase_detail(spec, "train") == "train"  # no log yet
+    log_file = s.folder(spec) / "train" / "train_log.jsonl"
+    log_file.parent.mkdir(parents=True)
+    log_file.write_text('{"step": 20, "phase": "wqat"}\n{"step": 40, "phase": "wqat"}\n')
+    total = spec.train_config(config.data, "").total_steps
+    assert s._phase_detail(spec, "train") == f"train step 40/{total}"
+    assert s._phase_detail(spec, "compile Sram_Only") == "compile Sram_Only"

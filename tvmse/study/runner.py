@@ -15,6 +15,7 @@ study starts no trial, says so, and rewrites the results.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import shlex
@@ -34,6 +35,7 @@ from tvmse.study.trial import Trial, finished
 
 log = logging.getLogger("tvmse.study")
 
+STATUS_INTERVAL_S = 60.0  # a line with every running trial's phase at least this often
 OBJECT_STORE_BYTES = 256 * 2**20  # trials exchange only small dicts; Ray's default takes 30 % of RAM
 TRIALS_DIR = "trials"
 
@@ -189,6 +191,7 @@ class Study:
 
         queued, running, failures = list(specs), {}, []
         phases: dict[str, str] = {}
+        last_status = time.monotonic()
         while queued or running:
             while queued and len(running) < concurrent:
                 spec = queued.pop(0)
@@ -215,9 +218,27 @@ class Study:
                 if phases.get(trial_id) != phase and phase != "done":
                     log.info("%s: %s%s", trial_id, phase, self._counts(queued, running, concurrent))
                 phases[trial_id] = phase
+            if running and time.monotonic() - last_status >= STATUS_INTERVAL_S:  # long phases: a line now and then
+                last_status = time.monotonic()
+                now = "; ".join(f"{spec.id}: {self._phase_detail(spec, phases.get(spec.id, 'starting'))}"
+                                for spec, _ in running.values())
+                log.info("%s%s", now, self._counts(queued, running, concurrent))
         if failures:
             raise TrialFailed(f"{len(failures)} trial(s) failed: {'; '.join(failures)}; fix the cause and run the "
                               "same command again (finished trials are kept)")
+
+    def _phase_detail(self, spec, phase: str) -> str:
+        """The phase, with the training step reached for a trial in training (from its train_log.jsonl)."""
+        if phase != "train":
+            return phase
+        try:
+            last = (self.folder(spec) / "train" / "train_log.jsonl").read_text().strip().splitlines()[-1]
+            step = json.loads(last)["step"]
+        except (OSError, IndexError, ValueError, KeyError):
+            return phase
+        config = spec.train_config(self.config.data) if isinstance(spec, DenseSpec) else \
+            spec.train_config(self.config.data, "")
+        return f"train step {step}/{config.total_steps}"
 
     def _counts(self, queued: list, running: dict, concurrent: int) -> str:
         """`` (2 done, 2 running, 5 queued; ETA 300 s)``: the ETA assumes the trials left take as long as the
