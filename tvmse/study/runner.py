@@ -6,10 +6,12 @@ at most ``--max-concurrent`` at a time (default: the cluster's CPUs), each a Ray
 store: trials pass only their figures around); ``--address`` joins an existing cluster instead, whose nodes
 must see ``DIR``, the corpus and tvmse at the same paths (a shared file system). Trials report their phase
 to a small actor; the driver logs every change with the counts of trials done, running and queued and an
-ETA from the trials finished so far.
+ETA from the trials finished so far, and every minute each running trial's phase and training step.
 
-A trial whose folder holds ``measurements.json`` is finished and never started again: rerunning a finished
-study starts no trial, says so, and rewrites the results.
+A trial whose folder holds ``measurements.json`` made with the study's evaluation and build settings is
+finished and never started again: rerunning a finished study starts no trial, says so, and rewrites the
+results. The results are also rewritten after every finished trial, and ``--results-only`` writes those of
+the trials finished so far without starting any.
 """
 
 from __future__ import annotations
@@ -269,7 +271,8 @@ def build_parser() -> argparse.ArgumentParser:
 def summary(result: dict, out: Path) -> str:
     started = result["started"]
     lines = [f"study {out}: {len(result['rows'])} trials (dense included), "
-             + (f"{len(started)} started" if started else "0 started: every trial was already finished")]
+             + (f"{len(started)} started" if started else
+                "0 started" + ("" if result["unfinished"] else ": every trial was already finished"))]
     lines.append(f"{'trial':<22} {'SDR drop':>9} {'speed-up':>9} {'compression':>12}")
     for r in result["rows"]:
         lines.append(f"{r['name']:<22} {r['sdr_drop']:+9.2f} {r.get('speedup_Shared_Sram', 0):8.2f}× "
