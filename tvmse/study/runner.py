@@ -258,9 +258,9 @@ def build_parser() -> argparse.ArgumentParser:
     from tvmse.study import __doc__ as doc
     p = command_parser("study", doc)
     p.add_argument("--preset", required=True, help=f"the grid to run: {', '.join(PRESETS)}")
-    p.add_argument("--config", help="study.toml laid over the preset (see the module docstring for its sections)")
+    p.add_argument("--config", help="study.toml laid over the preset (its sections: tvmse/study/config.py)")
     p.add_argument("--out", required=True, help="study folder: trials/, results.json/.csv, pareto_*.png, study.md")
-    p.add_argument("--address", help="join this Ray cluster (e.g. ray://head:10001 or auto) instead of a local Ray")
+    p.add_argument("--address", help="join this Ray cluster (its head's HOST:6379, or auto) instead of a local Ray")
     p.add_argument("--max-concurrent", type=int, help="trials at once (default: the Ray cluster's CPUs)")
     p.add_argument("--results-only", action="store_true",
                    help="start no trial: write the results of the trials finished so far")
