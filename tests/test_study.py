@@ -127,6 +127,7 @@ def test_result_row_measures_against_fp32_quality_and_dense_int8_cycles():
     trial = measurements("unit50", "unit", 9.6, 1000, 400, nonzero=240)
     row = result_row(trial, dense)
     assert row["sdr_drop"] == pytest.approx(0.6) and row["stoi_drop"] == pytest.approx(0.01)
+    assert row["sdr_drop_vs_int8"] == pytest.approx(0.4)
     assert row["speedup_Shared_Sram"] == pytest.approx(4.0) and row["speedup_Sram_Only"] == pytest.approx(4.0)
     assert row["compression"] == pytest.approx(4000 / 400)
     assert row["compression_ideal"] == pytest.approx(4000 / (240 + 4 * 40))
