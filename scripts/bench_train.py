@@ -1,17 +1,20 @@
 """Training speed: seconds per batch of mixing, and steps/s of each training phase, with the configuration.
 
-    .venv/bin/python scripts/bench_train.py [--steps 10] [--device cpu] [--batch-size 16] [--seconds 2]
+    .venv/bin/python scripts/bench_train.py [--steps 10] [--repeats 5] [--device cpu] [--batch-size 16] [--seconds 2]
 
 Mixing is timed alone (one process, ``TrainingBatches.waveforms``, with and without augmentation) and the
 phases on pre-made batches (so they measure the model, not the data): ``float`` (fused LSTM), ``wqat``
 (fused LSTM with int8 weights), ``qat`` (the per-frame fake-quant step, at ``--qat-batch-size`` ×
-``--qat-seconds``). A training run mixing in the background is limited by max(mixing / workers, step).
+``--qat-seconds``). Each phase is timed ``--repeats`` times (``--steps`` steps each) and the median is printed
+with the range, so a machine shared with other jobs gives a stable figure. A training run mixing in the
+background is limited by max(mixing / workers, step).
 """
 
 from __future__ import annotations
 
 import argparse
 import platform
+import statistics
 import sys
 import tempfile
 import time
@@ -39,7 +42,8 @@ def timed(fn, repeats: int) -> float:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data", default=DEFAULT_DATA)
-    p.add_argument("--steps", type=int, default=10, help="timed steps per phase")
+    p.add_argument("--steps", type=int, default=10, help="timed steps per phase and repeat")
+    p.add_argument("--repeats", type=int, default=5, help="timings per phase; the median is reported")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--hidden", type=int, default=256)
@@ -53,7 +57,7 @@ def main() -> None:
     print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
           f"{args.threads} torch thread(s), device {args.device}")
     print(f"batch {args.batch_size} x {args.seconds} s (qat {args.qat_batch_size} x {args.qat_seconds} s), "
-          f"hidden {args.hidden}, {args.steps} timed steps per phase")
+          f"hidden {args.hidden}, {args.steps} timed steps per phase, median of {args.repeats}")
     for name, mix in (("plain", MixConfig()), ("augmented", TRAINING_MIX)):
         batches = TrainingBatches(corpus, "train", args.batch_size, args.seconds, seed=0, config=mix)
         batches.waveforms(0)  # decode and cache the files the first batches need
@@ -79,8 +83,11 @@ def main() -> None:
                 if args.device.startswith("cuda"):
                     torch.cuda.synchronize()
 
-            seconds = timed(one, args.steps if phase != "qat" else max(args.steps // 5, 2))
-            print(f"{phase:>5}: {1 / seconds:7.2f} steps/s ({seconds:.3f} s/step)")
+            runs = sorted(timed(one, args.steps if phase != "qat" else max(args.steps // 5, 2))
+                          for _ in range(args.repeats))
+            seconds = statistics.median(runs)
+            print(f"{phase:>5}: {1 / seconds:7.2f} steps/s ({seconds:.3f} s/step; "
+                  f"range {1 / runs[-1]:.2f}-{1 / runs[0]:.2f} steps/s)")
 
 
 if __name__ == "__main__":

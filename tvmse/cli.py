@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "prune": ("tvmse.prune", "magnitude-prune a trained int8 checkpoint without retraining (baseline)"),
     "evaluate": ("tvmse.evaluate", "SDR, SI-SDR, PESQ, STOI of a model on a fixed mixture set"),
     "enhance": ("tvmse.enhance", "enhance a noisy .wav with a model or a compiled output folder"),
+    "study": ("tvmse.study", "the sparsity tradeoff study on Ray: train, compile and score a grid, Pareto plots"),
 }
 
 # "tvmse" while the console script dispatches, so subcommand usage lines read "tvmse NAME"

@@ -36,7 +36,7 @@ log = logging.getLogger("tvmse.prune")
 
 
 def prune_int8(model: TinyLSTM, structure: str, sparsity: float,
-               block: tuple[int, int] = DEFAULT_BLOCK) -> TinyLSTM:
+               block: tuple[int, int] = DEFAULT_BLOCK, unit_sparsity: float = 0.0) -> TinyLSTM:
     """Zero the smallest int8 weights/tiles/units of ``model`` in place (one shot) and return it."""
     check_structure(structure)
     check_sparsity(sparsity)
@@ -44,7 +44,7 @@ def prune_int8(model: TinyLSTM, structure: str, sparsity: float,
         raise QuantizationError("offline pruning needs an int8 (quantized) model, e.g. a run's final.pt; "
                                 "this checkpoint is float")
     snap_to_int8(model)
-    masks = compute_masks(model, structure, sparsity, block, scores_from="int8")
+    masks = compute_masks(model, structure, sparsity, block, scores_from="int8", unit_sparsity=unit_sparsity)
     existing_w, existing_b = model.weight_masks, model.bias_masks
     for name, mask in existing_w.items():  # keep any zeros the model already had
         masks[0][name] = masks[0].get(name, 1) * mask
@@ -69,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--structure", required=True, choices=STRUCTURES)
     p.add_argument("--sparsity", type=float, required=True,
                    help="fraction of zero weights per FC (unit: fraction of hidden units removed)")
+    p.add_argument("--unit-sparsity", type=float, default=0.0,
+                   help="unit+weight, unit+block: fraction of hidden units removed")
     p.add_argument("--block", default=f"{DEFAULT_BLOCK[0]}x{DEFAULT_BLOCK[1]}", help="OUTPUTSxINPUTS")
     p.add_argument("--export", help="write the pruned model as QDQ ONNX")
     p.add_argument("--save", help="write the pruned model as a checkpoint (.pt)")
@@ -80,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _prune(args: argparse.Namespace) -> None:
-    model = prune_int8(load_model(args.checkpoint), args.structure, args.sparsity, parse_block(args.block))
+    model = prune_int8(load_model(args.checkpoint), args.structure, args.sparsity, parse_block(args.block),
+                       args.unit_sparsity)
     log.info("pruned %s: %s", args.checkpoint, sparsity_report(model).summary())
     if args.save:
         atomic_save(model_state(model), Path(args.save))

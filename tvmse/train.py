@@ -73,7 +73,7 @@ from tvmse.errors import ConfigError, ModelFileError, run_command
 from tvmse.models import TinyLSTM, TinyLSTMConfig
 from tvmse.models.export import export_qdq_onnx
 from tvmse.models.quant import fake_quant, fake_quant_bias, fake_quant_weight, weight_scales
-from tvmse.models.sparsity import (DEFAULT_BLOCK, apply_masks, check_sparsity, check_structure, compute_masks,
+from tvmse.models.sparsity import (DEFAULT_BLOCK, HYBRID_STRUCTURES, STRUCTURES, apply_masks, check_sparsity, check_structure, compute_masks,
                                    cubic_schedule, parse_block, sparsity_report)
 from tvmse.models.tinylstm import FEATURE_SCALE
 from tvmse.training_log import TrainingLog
@@ -109,6 +109,7 @@ class TrainConfig:
     clip: float = 5.0
     structure: str = "none"
     sparsity: float = 0.0
+    unit_sparsity: float = 0.0  # hybrid structures (unit+weight, unit+block): fraction of hidden units removed
     block: str = f"{DEFAULT_BLOCK[0]}x{DEFAULT_BLOCK[1]}"
     prune_start: int | None = None  # default: start of wqat
     prune_end: int | None = None  # default: 3/4 through wqat
@@ -143,10 +144,14 @@ class TrainConfig:
             check_structure(self.structure)
             parse_block(self.block)
         check_sparsity(self.sparsity)
+        check_sparsity(self.unit_sparsity)
+        if (self.unit_sparsity > 0) != (self.structure in HYBRID_STRUCTURES):
+            raise ConfigError(f"--unit-sparsity > 0 goes with --structure {' or '.join(HYBRID_STRUCTURES)} only "
+                              f"(got --structure {self.structure}, --unit-sparsity {self.unit_sparsity})")
         if not 0.0 <= self.complex_loss_weight <= 1.0:
             raise ConfigError(f"--complex-loss-weight must be in [0, 1], got {self.complex_loss_weight}")
         if self.structure == "none" and self.sparsity > 0:
-            raise ConfigError("--sparsity needs --structure weight, block or unit")
+            raise ConfigError(f"--sparsity needs --structure {', '.join(STRUCTURES)}")
         for name in ("float_steps", "wqat_steps", "qat_steps", "calib_batches"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= 0")
@@ -451,7 +456,9 @@ class Trainer:
         target = cubic_schedule(self.step, start, end, cfg.sparsity)
         if target <= 0:
             return
-        apply_masks(self.model, compute_masks(self.model, cfg.structure, target, parse_block(cfg.block)))
+        units = cubic_schedule(self.step, start, end, cfg.unit_sparsity)  # hybrids: both levels ramp together
+        apply_masks(self.model, compute_masks(self.model, cfg.structure, target, parse_block(cfg.block),
+                                              unit_sparsity=units))
         if self.step % (cfg.prune_every * 10) == 0 or self.step == end:
             log.info("step %d: pruned to %.3f (%s)", self.step, target, sparsity_report(self.model, False).summary())
 
@@ -468,14 +475,14 @@ class Trainer:
         self.model.quantized, self.model.observing = False, True
         with torch.no_grad():
             for i in range(max(cfg.calib_batches, 1)):
-                self.model(self.qat_batches.batch(10_000_000 + i, self.device).features)
+                self.model.forward_layerwise(self.qat_batches.batch(10_000_000 + i, self.device).features)
         self.model.observing = False
         log.info("calibrated activation scales on %d batches", max(cfg.calib_batches, 1))
 
     def _loss(self, step: int, batch: Batch) -> torch.Tensor:
         phase = self.config.phase(step)
-        if phase == "qat":
-            mask, _ = self.model(batch.features)
+        if phase == "qat":  # the exact int8 step, layer by layer (each layer's input FC batched over frames)
+            mask = self.model.forward_layerwise(batch.features)
         else:
             mask = fast_forward(self.model, batch.features, quantize_weights=phase == "wqat")
         return spectral_loss(mask, batch, self.config.complex_loss_weight)
@@ -627,9 +634,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=d.lr)
     p.add_argument("--wqat-lr", type=float, default=d.wqat_lr)
     p.add_argument("--qat-lr", type=float, default=d.qat_lr)
-    p.add_argument("--structure", default=d.structure, choices=["none", "weight", "block", "unit"])
+    p.add_argument("--structure", default=d.structure, choices=["none", *STRUCTURES])
     p.add_argument("--sparsity", type=float, default=d.sparsity,
-                   help="target fraction of zero weights per FC (unit: fraction of hidden units removed)")
+                   help="target fraction of zero weights per FC (unit: fraction of hidden units removed; "
+                        "unit+weight, unit+block: fraction of the weights the removed units leave)")
+    p.add_argument("--unit-sparsity", type=float, default=d.unit_sparsity,
+                   help="unit+weight, unit+block: fraction of hidden units removed")
     p.add_argument("--block", default=d.block, help="block shape OUTPUTSxINPUTS")
     p.add_argument("--prune-start", type=int, help="first pruning step (default: start of wqat)")
     p.add_argument("--prune-end", type=int, help="step the target is reached (default: 3/4 through wqat)")

@@ -15,6 +15,11 @@ Three structures, each a pair of mask dicts (``weight_masks``, ``bias_masks``) k
   in its own layer, its recurrent column in its own layer and its column in the consumer (the
   next layer or the output FC). With zero initial state its h and c then stay exactly zero in
   int8 (sigmoid(0)·0 = 0, tanh(0) = 0), so a compiler can delete the unit and its state slots.
+* hybrids ``unit+weight`` and ``unit+block``: a share of the hidden units removed as above (the
+  compiler shrinks the LSTM: speed), then ``sparsity`` of the weights that survive in every FC
+  zeroed singly or in tiles (memory, and with tiles more speed). The fine level counts only the
+  surviving weights, so ``unit+weight`` at units 0.5, weights 0.8 keeps a fifth of the weights of
+  the half-width network.
 
 Ranking is per FC (every layer reaches the target), on the currently masked weights, so masks
 only grow along a rising schedule. Counts are rounded up, so the reached sparsity is never
@@ -32,7 +37,8 @@ import torch
 from tvmse.errors import ConfigError
 from tvmse.models.tinylstm import TinyLSTM
 
-STRUCTURES = ("weight", "block", "unit")
+HYBRID_STRUCTURES = ("unit+weight", "unit+block")
+STRUCTURES = ("weight", "block", "unit") + HYBRID_STRUCTURES
 DEFAULT_BLOCK = (16, 32)  # (outputs, inputs): Vela's FC cost step on Ethos-U55
 
 Masks = tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]
@@ -87,10 +93,13 @@ def _keep_largest(scores: torch.Tensor, weights_per_item: torch.Tensor, sparsity
     return keep.view_as(scores)
 
 
-def weight_mask(w: torch.Tensor, sparsity: float) -> torch.Tensor:
-    """Unstructured: keep the largest |w|."""
-    keep = _keep_largest(w.detach().abs(), torch.ones_like(w), sparsity)
-    return keep.to(w.dtype)
+def weight_mask(w: torch.Tensor, sparsity: float, alive: torch.Tensor | None = None) -> torch.Tensor:
+    """Unstructured: keep the largest |w|. With ``alive`` (a 0/1 mask already imposed), ``sparsity``
+    is the share of the alive weights to zero; the dead ones stay zero and count for nothing."""
+    alive = torch.ones_like(w) if alive is None else alive.to(w.dtype)
+    scores = torch.where(alive > 0, w.detach().abs(), torch.full_like(w, -1.0))  # dead ones ranked first
+    keep = _keep_largest(scores, alive, sparsity)
+    return (keep.to(w.dtype) * alive)
 
 
 def _block_view(x: torch.Tensor, block: tuple[int, int]) -> torch.Tensor:
@@ -102,14 +111,18 @@ def _block_view(x: torch.Tensor, block: tuple[int, int]) -> torch.Tensor:
     return x.view((rows + pr) // r, r, (cols + pc) // c, c).permute(0, 2, 1, 3)
 
 
-def block_mask(w: torch.Tensor, sparsity: float, block: tuple[int, int] = DEFAULT_BLOCK) -> torch.Tensor:
-    """Tiles aligned to (0, 0) of ``block`` size, ranked by L2 norm; edge tiles count their real size."""
-    tiles = _block_view(w.detach(), block)
-    sizes = _block_view(torch.ones_like(w), block).sum(dim=(2, 3))
+def block_mask(w: torch.Tensor, sparsity: float, block: tuple[int, int] = DEFAULT_BLOCK,
+               alive: torch.Tensor | None = None) -> torch.Tensor:
+    """Tiles aligned to (0, 0) of ``block`` size, ranked by L2 norm; edge tiles count their real size.
+    With ``alive`` (a 0/1 mask already imposed), a tile counts its alive weights and ``sparsity`` is the
+    share of the alive weights to zero; fully dead tiles go first at no cost."""
+    alive = torch.ones_like(w) if alive is None else alive.to(w.dtype)
+    tiles = _block_view(w.detach() * alive, block)
+    sizes = _block_view(alive, block).sum(dim=(2, 3))
     keep = _keep_largest(tiles.square().sum(dim=(2, 3)), sizes, sparsity)
     r, c = block
     full = keep.repeat_interleave(r, 0).repeat_interleave(c, 1)
-    return full[:w.shape[0], :w.shape[1]].to(w.dtype)
+    return full[:w.shape[0], :w.shape[1]].to(w.dtype) * alive
 
 
 # ---- units ---------------------------------------------------------------------------------------
@@ -163,24 +176,37 @@ def unit_masks_from_keep(model: TinyLSTM, kept: list[torch.Tensor]) -> Masks:
 
 # ---- whole model ---------------------------------------------------------------------------------
 def compute_masks(model: TinyLSTM, structure: str, sparsity: float,
-                  block: tuple[int, int] = DEFAULT_BLOCK, scores_from: str = "float") -> Masks:
-    """Masks reaching ``sparsity`` (units: fraction of hidden units removed per layer).
+                  block: tuple[int, int] = DEFAULT_BLOCK, scores_from: str = "float",
+                  unit_sparsity: float = 0.0) -> Masks:
+    """Masks reaching ``sparsity`` (units: fraction of hidden units removed per layer; hybrids:
+    ``unit_sparsity`` of the units removed, then ``sparsity`` of the surviving weights of every FC).
 
     ``scores_from="int8"`` ranks the dequantized int8 weights (the offline baseline prunes the
     quantized model as it is); ``"float"`` ranks the trained float weights.
     """
     check_structure(structure)
     check_sparsity(sparsity)
+    check_sparsity(unit_sparsity)
     if structure == "unit":
         if scores_from == "int8":
             with _quantized_weights(model):
                 return unit_masks_from_keep(model, unit_keep(model, sparsity))
         return unit_masks_from_keep(model, unit_keep(model, sparsity))
+    alive_w, bias_masks = {}, {}
+    if structure in HYBRID_STRUCTURES:
+        if scores_from == "int8":
+            with _quantized_weights(model):
+                alive_w, bias_masks = unit_masks_from_keep(model, unit_keep(model, unit_sparsity))
+        else:
+            alive_w, bias_masks = unit_masks_from_keep(model, unit_keep(model, unit_sparsity))
+    fine = structure.split("+")[-1]
     weight_masks = {}
     for name, w, _ in model.effective_weights():
         w = _int8_view(w) if scores_from == "int8" else w
-        weight_masks[name] = weight_mask(w, sparsity) if structure == "weight" else block_mask(w, sparsity, block)
-    return weight_masks, {}
+        alive = alive_w.get(name)
+        weight_masks[name] = (weight_mask(w, sparsity, alive) if fine == "weight"
+                              else block_mask(w, sparsity, block, alive))
+    return weight_masks, bias_masks
 
 
 def _int8_view(w: torch.Tensor) -> torch.Tensor:

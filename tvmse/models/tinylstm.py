@@ -158,9 +158,13 @@ class TinyLSTM(nn.Module):
         return x @ w.t() + b
 
     def _cell(self, layer: int, x, h, c, w, b):
+        gates = self._q(self._fc(torch.cat([x, h], dim=-1), w, b), layer, "gates")
+        return self._gates_to_state(layer, gates, c)
+
+    def _gates_to_state(self, layer: int, gates, c):
+        """(h', c') from the quantized gate pre-activations and the cell state."""
         H = self.config.hidden
         q = self.quantized
-        gates = self._q(self._fc(torch.cat([x, h], dim=-1), w, b), layer, "gates")
         i, f, g, o = (gates[..., k * H:(k + 1) * H] for k in range(4))
         i, f, o = (self._fixed(torch.sigmoid(t), SIGMOID_SCALE, SIGMOID_ZERO_POINT, q) for t in (i, f, o))
         g = self._fixed(torch.tanh(g), TANH_SCALE, TANH_ZERO_POINT, q)
@@ -195,6 +199,40 @@ class TinyLSTM(nn.Module):
         logits = self._q(self._fc(x, w, b), None, "logits")
         mask = self._fixed(torch.sigmoid(logits), SIGMOID_SCALE, SIGMOID_ZERO_POINT, self.quantized)
         return mask, new_state
+
+    def forward_layerwise(self, features: torch.Tensor) -> torch.Tensor:
+        """Masks [B, T, n_bins] from zero state, the same ops as :meth:`forward` run layer by layer for training.
+
+        Each layer's input part of the gate FC (and the output FC) is one matmul over all frames instead of
+        one per frame, which the backward pass gains most from (one weight-gradient product instead of T);
+        only the recurrent part steps frame by frame. Observers see every activation in the same order per
+        activation as in :meth:`forward`, so calibration is the same. The gate sums add in another order
+        (x·Wx + b, then + h·Wh), so a value on a rounding boundary may land one int8 step away from
+        :meth:`forward`, which stays the reference the export matches.
+        """
+        H, q = self.config.hidden, self.quantized
+        batch, frames = features.shape[:2]
+        weights = self.step_weights()
+        x = self._fixed(features, FEATURE_SCALE, 0, q)
+        for layer in range(self.config.layers):
+            w, b = weights[layer]
+            k = w.shape[1] - H
+            inputs = x @ w[:, :k].t() + b  # [B, T, 4H]: every frame's input part at once
+            recurrent = w[:, k:].t()
+            h, c = self.initial_state(batch)[:2]
+            outputs = []
+            for t in range(frames):
+                gates = self._q(inputs[:, t] + h @ recurrent, layer, "gates")
+                h, c = self._gates_to_state(layer, gates, c)
+                outputs.append(h)
+            x = torch.stack(outputs, dim=1)
+        w, b = weights[-1]
+        logits = x @ w.t() + b
+        if self.observing:  # the running max follows the frames in order, as in forward()
+            logits = torch.stack([self._q(logits[:, t], None, "logits") for t in range(frames)], dim=1)
+        elif q:
+            logits = fake_quant(logits, self.activation_scale(None, "logits"))
+        return self._fixed(torch.sigmoid(logits), SIGMOID_SCALE, SIGMOID_ZERO_POINT, q)
 
     def forward(self, features: torch.Tensor, state: list[torch.Tensor] | None = None):
         """Run frame by frame over [B, T, n_bins]; returns masks [B, T, n_bins] and the final state."""

@@ -1,0 +1,5 @@
+import sys
+
+from tvmse.study.runner import main
+
+sys.exit(main())
