@@ -328,11 +328,7 @@ def autotune(model: str | os.PathLike, target: str = "ethos-u55", sram_budget: i
     started = time.monotonic()
     model = Path(model)
     source = load_model(model, state).graph
-    identity = {"model_sha256": tuning.model_hash(model), "target": tuning.target_of(config),
-                "tools": tuning.tool_versions()}
-    database = TuningDatabase(db, identity)
-    if database.results:
-        progress(f"database {db}: {len(database.results)} earlier evaluation(s) of this model, target and toolchain")
+    identity, database = open_database(model, config, db, progress)
     _, records = run_pipeline(source, (), config)
     default = tuning.default_decisions(records, config.memory_mode)
     ev = Evaluator(source, config, database, workers, trials, time_budget, progress, started)
@@ -342,6 +338,17 @@ def autotune(model: str | os.PathLike, target: str = "ethos-u55", sram_budget: i
     finally:
         ev.close()
     return _finish(ev, model, config, source, default, identity, sram_budget, output, verify_trials, started, progress)
+
+
+def open_database(model: Path, target, db, progress) -> tuple[dict, TuningDatabase]:
+    """The identity evaluations are stored under (model hash, target, tool versions) and the database,
+    saying how many earlier evaluations it holds."""
+    identity = {"model_sha256": tuning.model_hash(model), "target": tuning.target_of(target),
+                "tools": tuning.tool_versions()}
+    database = TuningDatabase(db, identity)
+    if database.results:
+        progress(f"database {db}: {len(database.results)} earlier evaluation(s) of this model, target and toolchain")
+    return identity, database
 
 
 def _search(ev: Evaluator, config, default: Decisions, seed: int) -> None:
@@ -418,14 +425,22 @@ def _finish(ev: Evaluator, model: Path, config, source, default: Decisions, iden
 
 def _table(model: Path, config, budget: int, default: dict, tuned: dict, best: Decisions, evaluations: int,
            new: int, seconds: float) -> str:
-    rows = [("cycles/frame", f"{default['cycles']:,}", f"{tuned['cycles']:,}"),
-            ("ratio", "1.000", f"{tuned['cycles'] / default['cycles']:.3f}"),
-            ("SRAM used (B)", f"{default['sram_bytes']:,}", f"{tuned['sram_bytes']:,}"),
-            ("flash used (B)", f"{default['flash_bytes']:,}", f"{tuned['flash_bytes']:,}")]
-    lines = [f"{model.name} → {config.describe()}, SRAM budget {budget:,} B: "
-             f"{evaluations} candidates ({new} new evaluations) in {seconds:.0f} s",
-             f"{'':16} {'default':>12} {'tuned':>12}"]
-    lines += [f"{name:16} {a:>12} {b:>12}" for name, a, b in rows]
+    return comparison_table(f"{model.name} → {config.describe()}, SRAM budget {budget:,} B: {evaluations} candidates "
+                            f"({new} new evaluations) in {seconds:.0f} s", default, tuned,
+                            [("cycles/frame", "cycles"), ("SRAM used (B)", "sram_bytes"),
+                             ("flash used (B)", "flash_bytes")], best)
+
+
+def comparison_table(heading: str, default: dict, tuned: dict, figures: list[tuple[str, str]],
+                     best: Decisions) -> str:
+    """The final table of a tune: ``heading``, a default and a tuned column for each (label, result key) of
+    ``figures`` (the first is the cost, followed by the tuned/default ratio), then the tuned decisions."""
+    (cost_label, cost), *others = figures
+    rows = [(cost_label, f"{default[cost]:,}", f"{tuned[cost]:,}"), ("ratio", "1.000", f"{tuned[cost] / default[cost]:.3f}")]
+    rows += [(label, f"{default[key]:,}", f"{tuned[key]:,}") for label, key in others]
+    width = max(len(name) for name, _, _ in rows) + 2
+    lines = [heading, f"{'':{width}} {'default':>12} {'tuned':>12}"]
+    lines += [f"{name:{width}} {a:>12} {b:>12}" for name, a, b in rows]
     lines.append(f"tuned: {best.describe()}")
     return "\n".join(lines)
 

@@ -36,7 +36,6 @@ from tvmse import tuning
 from tvmse.errors import TvmseError
 from tvmse.ir import IntegerGraph
 from tvmse.tuning import Decisions
-from tvmse.tuning_db import TuningDatabase
 
 CPU = "cortex-m55"
 #: Random frames per evaluation (instruction counts hardly depend on the data; the check does).
@@ -188,7 +187,7 @@ def search(ev, default: Decisions, seed: int) -> None:
 def autotune_cpu(model, trials: int | None, time_budget: float | None, db, output, workers: int, seed: int,
                  progress, state: dict[str, str] | None, ram_budget: int | None = None):
     """``tvmse.autotune.autotune`` for ``target="cortex-m55"``; returns its ``TuneResult``."""
-    from tvmse.autotune import DEFAULT_TRIALS, Evaluator, TuneResult
+    from tvmse.autotune import DEFAULT_TRIALS, Evaluator, TuneResult, open_database
     from tvmse.compile import load_model
     from tvmse.errors import ConfigError
     from tvmse.passes.cost_model import CPU_OBJECTIVE
@@ -208,11 +207,7 @@ def autotune_cpu(model, trials: int | None, time_budget: float | None, db, outpu
     model = Path(model)
     target = CpuTarget()
     source = load_model(model, state).graph
-    identity = {"model_sha256": tuning.model_hash(model), "target": tuning.target_of(target),
-                "tools": tuning.tool_versions()}
-    database = TuningDatabase(db, identity)
-    if database.results:
-        progress(f"database {db}: {len(database.results)} earlier evaluation(s) of this model, target and toolchain")
+    identity, database = open_database(model, target, db, progress)
     _, records = run_pipeline(source, objective=CPU_OBJECTIVE)   # what compile --target cortex-m55 builds
     default = tuning.default_decisions(records, CPU_OBJECTIVE)
     ev = Evaluator(source, target, database, workers, trials, time_budget, progress, started, unit="instructions")
@@ -243,16 +238,11 @@ def autotune_cpu(model, trials: int | None, time_budget: float | None, db, outpu
 
 def _table(model: Path, target: CpuTarget, default: dict, tuned: dict, best: Decisions, evaluations: int,
            new: int, seconds: float) -> str:
-    rows = [("instructions/frame", f"{default['instructions']:,}", f"{tuned['instructions']:,}"),
-            ("ratio", "1.000", f"{tuned['instructions'] / default['instructions']:.3f}"),
-            ("RAM (arena+state) B", f"{default['sram_bytes']:,}", f"{tuned['sram_bytes']:,}"),
-            ("flash (code+data) B", f"{default['flash_bytes']:,}", f"{tuned['flash_bytes']:,}")]
-    lines = [f"{model.name} → {target.describe()}: {evaluations} candidates ({new} new evaluations) in "
-             f"{seconds:.0f} s, every one bit-exact on QEMU",
-             f"{'':20} {'default':>12} {'tuned':>12}"]
-    lines += [f"{name:20} {a:>12} {b:>12}" for name, a, b in rows]
-    lines.append(f"tuned: {best.describe()}")
-    return "\n".join(lines)
+    from tvmse.autotune import comparison_table
+    return comparison_table(f"{model.name} → {target.describe()}: {evaluations} candidates ({new} new evaluations) "
+                            f"in {seconds:.0f} s, every one bit-exact on QEMU", default, tuned,
+                            [("instructions/frame", "instructions"), ("RAM (arena+state) B", "sram_bytes"),
+                             ("flash (code+data) B", "flash_bytes")], best)
 
 
 def load_for_replay(path: str | os.PathLike, model_path: str | os.PathLike) -> Decisions:
