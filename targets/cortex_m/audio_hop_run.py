@@ -92,7 +92,7 @@ def markdown(section: dict | None) -> list[str]:
     return ["## The audio hop on QEMU", "",
             f"`{Path(section['file']).name}` ({section['input']}) streamed through `tvmse_process` in "
             f"{section['hops']:,} hops of {section['hop_samples']} samples: **bit-exact** against the host model of "
-            f"the integer pipeline; output in `{section['output']}`. {section['note'].capitalize()}.", "",
+            f"the integer pipeline; output in `{section['output']}`. {section['note'][0].upper() + section['note'][1:]}.", "",
             "| instructions per hop | count |", "|---|---:|",
             f"| audio pipeline (window, FFTs, features, mask, overlap-add) | {per_hop['pipeline']:,.0f} |",
             f"| network (tvmse_step and its kernels) | {per_hop['network']:,.0f} |",
