@@ -35,6 +35,8 @@ Loss (see :func:`spectral_loss`): MSE between power-law compressed magnitudes (e
 the masked noisy spectrum and the clean spectrum; with ``--complex-loss-weight w`` a share ``w`` of it
 is the same MSE on compressed complex spectra (noisy phase against clean phase), which also charges
 the gain left on bins where noise sets the phase.
+With ``--sisdr-loss-weight w`` a share ``w`` of the loss is the negative SI-SDR of the enhanced waveform
+(:func:`sisdr_loss`: the masked noisy spectrum through the inverse STFT), the figure models are judged by.
 
 Checkpoints (``<out>/checkpoint.pt``) are written atomically (temporary file + ``os.replace``)
 every ``--checkpoint-every`` steps and on Ctrl-C; ``--resume`` continues from it. Batch ``i`` is a
@@ -67,7 +69,7 @@ import torch
 
 from tvmse.cli import command_parser
 from tvmse.data import UNSEEN_SPLIT, Corpus, MixConfig, MixtureSet, TrainingBatches, default_corpus_manifest
-from tvmse.data.batches import Batch, batch_from_waveforms
+from tvmse.data.batches import Batch, batch_from_waveforms, torch_istft
 from tvmse.data.mixing import TRAINING_MIX
 from tvmse.errors import ConfigError, ModelFileError, run_command
 from tvmse.models import TinyLSTM, TinyLSTMConfig
@@ -117,6 +119,7 @@ class TrainConfig:
     init: str | None = None
     threads: int = 1  # torch threads: under CPU contention 2 OpenMP threads ran ~8x slower than 1
     complex_loss_weight: float = 0.0  # share of the compressed complex-spectrum term in the loss
+    sisdr_loss_weight: float = 0.0  # share of the time-domain SI-SDR term in the loss
     augment: bool = True  # TRAINING_MIX (wide SNR/level, generated noises, augmentation) or the plain MixConfig()
 
     @property
@@ -150,6 +153,8 @@ class TrainConfig:
                               f"(got --structure {self.structure}, --unit-sparsity {self.unit_sparsity})")
         if not 0.0 <= self.complex_loss_weight <= 1.0:
             raise ConfigError(f"--complex-loss-weight must be in [0, 1], got {self.complex_loss_weight}")
+        if not 0.0 <= self.sisdr_loss_weight <= 1.0:
+            raise ConfigError(f"--sisdr-loss-weight must be in [0, 1], got {self.sisdr_loss_weight}")
         if self.structure == "none" and self.sparsity > 0:
             raise ConfigError(f"--sparsity needs --structure {', '.join(STRUCTURES)}")
         for name in ("float_steps", "wqat_steps", "qat_steps", "calib_batches"):
@@ -214,6 +219,25 @@ def spectral_loss(mask: torch.Tensor, batch: Batch, complex_weight: float = 0.0)
         complex_error = (estimate * noisy_phase - target * clean_phase).abs().square().mean()
         loss = (1 - complex_weight) * loss + complex_weight * complex_error
     return loss
+
+
+SISDR_LOSS_SCALE = 0.01  # dB → loss units: −10 dB SI-SDR counts as much as a magnitude MSE of 0.1
+
+
+def sisdr_loss(mask: torch.Tensor, batch: Batch) -> torch.Tensor:
+    """``−SI-SDR(istft(M·Y), s) · SISDR_LOSS_SCALE``, averaged over the batch.
+
+    Why: SI-SDR is the figure the model is judged by, and the magnitude loss does not see what the noisy phase
+    does to it: a time-domain term charges every bin's gain by its effect on the waveform, and an output worse
+    than its input costs as much as a better one gains. The clean waveform is the inverse STFT of the clean
+    spectrum (the framing reconstructs perfectly), so the batch needs nothing new.
+    """
+    estimate = torch_istft(mask * batch.noisy_spectrum)
+    clean = torch_istft(batch.clean_spectrum)
+    scale = (estimate * clean).sum(-1, keepdim=True) / (clean.square().sum(-1, keepdim=True) + EPSILON)
+    target = scale * clean
+    ratio = (target.square().sum(-1) + EPSILON) / ((estimate - target).square().sum(-1) + EPSILON)
+    return -SISDR_LOSS_SCALE * (10.0 * torch.log10(ratio)).mean()
 
 
 # ---- checkpoints ---------------------------------------------------------------------------------
@@ -485,7 +509,11 @@ class Trainer:
             mask = self.model.forward_layerwise(batch.features)
         else:
             mask = fast_forward(self.model, batch.features, quantize_weights=phase == "wqat")
-        return spectral_loss(mask, batch, self.config.complex_loss_weight)
+        loss = spectral_loss(mask, batch, self.config.complex_loss_weight)
+        weight = self.config.sisdr_loss_weight
+        if weight > 0:
+            loss = (1 - weight) * loss + weight * sisdr_loss(mask, batch)
+        return loss
 
     def _waveforms(self, step: int) -> tuple[np.ndarray, np.ndarray]:
         """(noisy, clean) of the batch of ``step`` (numpy: this half runs in the prefetch thread or workers)."""
@@ -648,6 +676,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=d.threads)
     p.add_argument("--complex-loss-weight", type=float, default=d.complex_loss_weight,
                    help="share of the compressed complex-spectrum MSE in the loss (0: magnitude only)")
+    p.add_argument("--sisdr-loss-weight", type=float, default=d.sisdr_loss_weight,
+                   help="share of the time-domain SI-SDR term in the loss (0: magnitude loss only)")
     p.add_argument("--no-augment", dest="augment", action="store_false",
                    help="train on plain mixtures (SNR -5..15 dB, recorded noises only) instead of TRAINING_MIX")
     p.add_argument("--device", default="cpu", help="torch device to train on: cpu or cuda")

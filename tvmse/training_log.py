@@ -91,7 +91,8 @@ class TrainingLog:
         fig, ax = plt.subplots(figsize=(8, 4.5))
         if losses:
             ax.plot(*zip(*losses), color="tab:blue", label="training loss (smoothed)")
-            ax.set_yscale("log")
+            if min(loss for _, loss in losses) > 0:  # the SI-SDR term makes the loss negative: linear axis then
+                ax.set_yscale("log")
         ax.set_xlabel("step")
         ax.set_ylabel("loss", color="tab:blue")
         if evals:

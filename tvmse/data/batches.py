@@ -99,6 +99,19 @@ def torch_stft(x: "torch.Tensor") -> "torch.Tensor":
     return torch.fft.rfft(padded.unfold(-1, N_FFT, HOP) * window, dim=-1)
 
 
+def torch_istft(spectrum: "torch.Tensor") -> "torch.Tensor":
+    """float ``[batch, (n_frames - 1) * HOP]`` of complex ``[batch, n_frames, N_BINS]``: inverse rfft, synthesis
+    window, overlap-add (as :func:`framing.istft`, without trimming to a length). Differentiable."""
+    import torch
+
+    window = torch.from_numpy(analysis_window().astype(np.float32)).to(spectrum.device)
+    frames = torch.fft.irfft(spectrum, n=N_FFT, dim=-1) * window  # [B, T, N_FFT]
+    count = frames.shape[1]
+    out = torch.nn.functional.fold(frames.transpose(1, 2), output_size=(1, (count + 1) * HOP),
+                                   kernel_size=(1, N_FFT), stride=(1, HOP))
+    return out.reshape(frames.shape[0], -1)[:, HOP:count * HOP]
+
+
 def torch_features(spectrum: "torch.Tensor") -> "torch.Tensor":
     """:func:`tvmse.data.framing.features` in torch (float32)."""
     import torch
