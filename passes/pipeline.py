@@ -13,6 +13,7 @@ import logging
 from tvmse.errors import ConfigError
 from tvmse.ir import IntegerGraph
 from tvmse.passes.fold_dead_units import FoldDeadUnits
+from tvmse.passes.reorder_units import ReorderUnits
 from tvmse.passes.tile_block_sparse import TileBlockSparse
 
 logger = logging.getLogger(__name__)
@@ -20,6 +21,7 @@ logger = logging.getLogger(__name__)
 PIPELINE: list = [
     # structure: shrink the network to what reaches an output, then densify what is left
     FoldDeadUnits(),
+    ReorderUnits(),   # no layer by default (the boundary gathers cost more than they save); autotune decides
     TileBlockSparse(),
 ]
 

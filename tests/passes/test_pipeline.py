@@ -11,12 +11,12 @@ from tvmse.passes.pipeline import PIPELINE, check_disabled, check_order, pass_na
 
 
 def test_default_pipeline_runs_structural_passes_in_order():
-    assert pass_names() == ["fold_dead_units", "tile_block_sparse"]
+    assert pass_names() == ["fold_dead_units", "reorder_units", "tile_block_sparse"]
     check_order(PIPELINE)
 
 
 def test_broken_order_is_reported():
-    with pytest.raises(RuntimeError, match="fold_dead_units must run before tile_block_sparse"):
+    with pytest.raises(RuntimeError, match="fold_dead_units must run before (reorder_units|tile_block_sparse)"):
         check_order(list(reversed(PIPELINE)))
 
 
