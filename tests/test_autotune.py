@@ -178,3 +178,23 @@ def test_the_aligned_fold_is_a_decision_that_round_trips_and_replays():
     kept, _ = tuning.apply(source, aligned, "ethos-u55-128")
     assert {t.name: t.shape[-1] for t in plain.inputs}["h1"] == 255
     assert {t.name: t.shape[-1] for t in kept.inputs}["h1"] == 256
+
+
+def test_unit_reordering_is_searched_after_the_other_changes():
+    """The search toggles each reorderable layer last in its one-decision changes, and tries each pass
+    structure again with every reorderable layer reordered after all the others."""
+    import random
+    from types import SimpleNamespace
+
+    from tvmse import autotune as tuner
+    best = tuning.Decisions.make(True, {"lstm1/fc": "grouped/16@Shared_Sram"})
+    reorders = {(True, 0): ["lstm1/fc"], (False, 0): []}
+    moves = tuner._mutations(best, {"lstm1/fc": ["row-blocks/16@Shared_Sram"]}, list(reorders), random.Random(0),
+                             reorders)
+    assert moves[-1] == best.with_reorder(["lstm1/fc"]) and not any(m.reorder for m in moves[:-1])
+    assert tuner._mutations(moves[-1], {}, list(reorders), random.Random(0), reorders)[-1] == best
+    structures = tuner._structures(None, SimpleNamespace(memory_mode="Shared_Sram"), best,
+                                   {fold: {"lstm1/fc": ["grouped/16@Sram_Only"]} for fold in reorders}, reorders)
+    plain = [d for d in structures if not d.reorder]
+    assert structures[:len(plain)] == plain and structures[len(plain):]
+    assert all(d.fold == (True, 0) and d.reorder == ("lstm1/fc",) for d in structures[len(plain):])

@@ -9,7 +9,9 @@ What is searched (``tvmse.tuning.Decisions``), in order of payoff:
   boundary buffer between segments and the placed weights all count): for each pass structure, the
   greedy fit of ``targets.ethosu.placement`` over measured per-layer gains;
 - **pass decisions**: the unit fold on, off, or aligned (dead units kept back so each folded state
-  stays a multiple of the NPU's 16-row output grid), and a tiling candidate per FC. Tilings come from
+  stays a multiple of the NPU's 16-row output grid), unit reordering per recurrent layer where
+  ``passes.reorder_units`` would move units (ragged blocks last, gathered back at the state boundary),
+  and a tiling candidate per FC. Tilings come from
   ``passes.tile_block_sparse.candidates`` for either memory mode (a layer in SRAM is compute-bound
   and wants finer tiles than one streaming from flash); ``passes.cost_model`` is the cheap filter
   (only the two best of each mode, and only those it calls cheaper than the untouched layer).
@@ -240,8 +242,10 @@ def greedy_for(ev: Evaluator, structure: Decisions, accelerator: str) -> None:
         chosen = chosen[:-1]
 
 
-def _structures(source, config, default: Decisions, options_by_fold) -> list[Decisions]:
-    """Pass structures (placement left empty) to try after the default, most promising first."""
+def _structures(source, config, default: Decisions, options_by_fold, reorders=None) -> list[Decisions]:
+    """Pass structures (placement left empty) to try after the default, most promising first; ``reorders``:
+    fold → the layers whose units may be reordered (each structure is tried again with all of them, after
+    the others: the cost model expects less of it)."""
     from tvmse.targets.ethosu.segments import SRAM_MODE
     found = []
     for fold, options in options_by_fold.items():
@@ -250,15 +254,19 @@ def _structures(source, config, default: Decisions, options_by_fold) -> list[Dec
             found.append(Decisions.make(fold, {k: v for k, v in tiling.items() if v}))
         found.append(Decisions.make(fold, {}))
         found.append(Decisions.make(fold, dict(default.tiling)))
+    found += [d.with_reorder((reorders or {}).get(d.fold, ())) for d in found if (reorders or {}).get(d.fold)]
     return [d for d in dict.fromkeys(found) if d != default]
 
 
 def _mutations(best: Decisions, options: dict[str, list[str]], folds: list[tuning.Fold],
-               rng: random.Random) -> list[Decisions]:
-    """One-decision changes of ``best``'s pass structure: another tiling option for one layer, or another
-    fold; in a seeded order."""
+               rng: random.Random, reorders: dict | None = None) -> list[Decisions]:
+    """One-decision changes of ``best``'s pass structure: another tiling option for one layer, another
+    fold, or one layer's units reordered or not (``reorders``: fold → layers; tried last, the cost model
+    expects least of them); in a seeded order."""
     tiling = dict(best.tiling)
-    found = [Decisions.make(fold, tiling) for fold in folds if fold != best.fold]
+    reorders = reorders or {}
+    found = [Decisions.make(fold, tiling, reorder=set(best.reorder) & set(reorders.get(fold, ())))
+             for fold in folds if fold != best.fold]
     for layer, ids in options.items():
         for tid in [None, *ids]:
             if tiling.get(layer) == tid:
@@ -266,9 +274,9 @@ def _mutations(best: Decisions, options: dict[str, list[str]], folds: list[tunin
             changed = {k: v for k, v in tiling.items() if k != layer}
             if tid is not None:
                 changed[layer] = tid
-            found.append(Decisions.make(best.fold, changed))
+            found.append(Decisions.make(best.fold, changed, reorder=best.reorder))
     rng.shuffle(found)
-    return found
+    return found + [best.with_reorder(set(best.reorder) ^ {layer}) for layer in reorders.get(best.fold, ())]
 
 
 def _placement_matched(best: Decisions, options: dict[str, list[str]]) -> Decisions:
@@ -280,7 +288,7 @@ def _placement_matched(best: Decisions, options: dict[str, list[str]]) -> Decisi
         sram = [i for i in options.get(layer, []) if i.endswith("@" + SRAM_MODE)]
         if sram:
             tiling[layer] = sram[0]
-    return Decisions.make(best.fold, tiling)
+    return Decisions.make(best.fold, tiling, reorder=best.reorder)
 
 
 @dataclass
@@ -364,24 +372,26 @@ def _search(ev: Evaluator, config, default: Decisions, seed: int) -> None:
         from tvmse.passes.arch import arch_for
         options = {fold: tiling_options(ev.source, fold, config)
                    for fold in tuning.fold_variants(ev.source, arch_for(config.accelerator).row_block)}
+        reorders = {fold: tuning.reorder_options(ev.source, fold, config.accelerator) for fold in options}
         greedy_for(ev, default, config.accelerator)
         ev.greedy_cycles = ev.best[0]
         greedy_for(ev, _placement_matched(ev.best[2], options[ev.best[2].fold]), config.accelerator)
-        for structure in _structures(ev.source, config, default, options):
+        for structure in _structures(ev.source, config, default, options, reorders):
             greedy_for(ev, structure, config.accelerator)
-        _local_search(ev, config, options, rng)
+        _local_search(ev, config, options, rng, reorders)
     except OutOfTrials:
         pass
 
 
-def _local_search(ev: Evaluator, config, options, rng: random.Random) -> None:
+def _local_search(ev: Evaluator, config, options, rng: random.Random, reorders: dict | None = None) -> None:
     """One-decision changes around the best, a batch (one per worker) at a time: each is evaluated with
     the best placement; those within 5 % of the best get their own greedy placement."""
     tried: set = set()
     while True:
         best = ev.best[2]
         structure = best.with_placement(())
-        moves = [m for m in _mutations(structure, options[structure.fold], list(options), rng) if m not in tried]
+        moves = [m for m in _mutations(structure, options[structure.fold], list(options), rng, reorders)
+                 if m not in tried]
         if not moves:
             return
         batch = moves[:ev.workers]

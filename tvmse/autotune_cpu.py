@@ -12,7 +12,9 @@ What is searched (``tvmse.tuning.Decisions``; placement stays empty, the CPU has
   changes and the other fold decisions (on, off, aligned to the 16-row grid);
 - **rows per FC kernel, per weight shape** (``fc_kernel.ROW_CHOICES``): the best structure is run once
   with every kernel at each row count; each shape takes the count its kernels ran fastest with (the
-  per-kernel counts are exact, kernels do not interact), and the combination is run to confirm.
+  per-kernel counts are exact, kernels do not interact), and the combination is run to confirm;
+- **unit reordering** (``passes.reorder_units``) of each recurrent layer where it moves units, toggled
+  once on the best structure.
 
 The cost is QEMU's executed instructions per frame of the whole step (``targets.cortex_m.emulate``:
 ``FRAMES`` random frames, state carried, every output checked bit-exact against the host reference, so
@@ -178,6 +180,9 @@ def search(ev, default: Decisions, seed: int) -> None:
             batch = moves[:max(ev.workers, 2)]
             tried.update(batch)
             ev.run(batch)
+        best = ev.best[2]   # then each recurrent layer's units reordered (or not) in the best structure
+        ev.run([best.with_reorder(set(best.reorder) ^ {layer})
+                for layer in tuning.reorder_options(ev.source, best.fold, TILING_ACCELERATOR)])
         if ev.best[2].with_fc_rows({}) != tuned_rows_for:   # the structure changed: its own rows
             _rows_per_shape(ev, ev.best[2])
     except OutOfTrials:

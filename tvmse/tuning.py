@@ -11,6 +11,8 @@ A candidate build is fully described by its ``Decisions``:
                       kept back, ``FoldDeadUnits(align=…)``), so gate rows stay on the output grid; 0: plain
     fc_rows           (cortex-m55) FC weight shape "NxK" → output rows its kernel computes per pass over
                       the input (``targets.cortex_m.fc_kernel``); a shape not listed gets the default
+    reorder           recurrent layers (their first gate FC) whose units ``passes.reorder_units`` permutes
+                      so tiles line up (after the fold, before tiling; the state keeps its layout)
 
 ``apply`` turns the imported integer graph and the decisions into the graph to compile; the same
 decisions always give the same graph, so a tuning file replays exactly.
@@ -52,14 +54,15 @@ class Decisions:
     placement: tuple[str, ...] = ()              # sorted layer names
     fc_rows: tuple[tuple[str, int], ...] = ()    # sorted ("NxK", rows) pairs (cortex-m55)
     fold_align: int = 0                          # with the fold on: state widths kept a multiple of this
+    reorder: tuple[str, ...] = ()                # sorted gate FC names of the layers whose units are reordered
 
     @classmethod
     def make(cls, fold: bool | Fold = True, tiling: dict[str, str] | None = None, placement=(),
-             fc_rows: dict[str, int] | None = None) -> "Decisions":
+             fc_rows: dict[str, int] | None = None, reorder=()) -> "Decisions":
         """``fold``: on or off, or a ``Fold`` (on, alignment)."""
         on, align = fold if isinstance(fold, tuple) else (bool(fold), 0)
         return cls(bool(on), tuple(sorted((tiling or {}).items())), tuple(sorted(set(placement))),
-                   tuple(sorted((fc_rows or {}).items())), int(align) if on else 0)
+                   tuple(sorted((fc_rows or {}).items())), int(align) if on else 0, tuple(sorted(set(reorder))))
 
     @property
     def fold(self) -> Fold:
@@ -67,6 +70,9 @@ class Decisions:
 
     def with_placement(self, placement) -> "Decisions":
         return dataclasses.replace(self, placement=tuple(sorted(set(placement))))
+
+    def with_reorder(self, reorder) -> "Decisions":
+        return dataclasses.replace(self, reorder=tuple(sorted(set(reorder))))
 
     def with_fc_rows(self, fc_rows: dict[str, int]) -> "Decisions":
         return dataclasses.replace(self, fc_rows=tuple(sorted(fc_rows.items())))
@@ -82,14 +88,19 @@ class Decisions:
             data["fc_rows"] = dict(self.fc_rows)
         if self.fold_align:   # absent for the plain fold, likewise
             data["fold_align"] = self.fold_align
+        if self.reorder:   # absent when no layer is reordered, likewise
+            data["reorder"] = list(self.reorder)
         return data
 
     @classmethod
     def from_json(cls, data, where: str) -> "Decisions":
         keys = {"fold_dead_units", "tiling", "placement"}
-        if not isinstance(data, dict) or not keys <= set(data) <= keys | {"fc_rows", "fold_align"}:
+        if not isinstance(data, dict) or not keys <= set(data) <= keys | {"fc_rows", "fold_align", "reorder"}:
             raise TuningError(f"{where}: 'decisions' must be an object with fold_dead_units, tiling and placement "
-                              "(and optionally fold_align; for cortex-m55 fc_rows)")
+                              "(and optionally fold_align, reorder; for cortex-m55 fc_rows)")
+        reorder = data.get("reorder", [])
+        if not isinstance(reorder, list) or not all(isinstance(r, str) for r in reorder):
+            raise TuningError(f"{where}: decisions.reorder must be a list of layer names (gate FCs)")
         align = data.get("fold_align", 0)
         if isinstance(align, bool) or not isinstance(align, int) or not 0 <= align <= MAX_FOLD_ALIGN:
             raise TuningError(f"{where}: decisions.fold_align must be a whole number of state slots 0…{MAX_FOLD_ALIGN}")
@@ -107,7 +118,7 @@ class Decisions:
             raise TuningError(f"{where}: decisions.tiling must map layer names to tiling ids (strings)")
         if not isinstance(placement, list) or not all(isinstance(p, str) for p in placement):
             raise TuningError(f"{where}: decisions.placement must be a list of layer names")
-        return cls.make((fold, align), tiling, placement, fc_rows)
+        return cls.make((fold, align), tiling, placement, fc_rows, reorder)
 
     def key(self) -> str:
         return json.dumps(self.to_json(), sort_keys=True)
@@ -116,7 +127,8 @@ class Decisions:
         tiles = ", ".join(f"{l}={t}" for l, t in self.tiling) or "none"
         rows = f"; FC rows {', '.join(f'{s}={r}' for s, r in self.fc_rows)}" if self.fc_rows else ""
         fold = f"aligned to {self.fold_align}" if self.fold_align else "on" if self.fold_dead_units else "off"
-        return (f"fold {fold}; tiling {tiles}; "
+        reorder = f"; units reordered in {', '.join(self.reorder)}" if self.reorder else ""
+        return (f"fold {fold}{reorder}; tiling {tiles}; "
                 f"SRAM {', '.join(self.placement) or 'none'}{rows}")
 
 
@@ -128,6 +140,17 @@ def fold_variants(source: IntegerGraph, align: int) -> list[Fold]:
     aligned = aligned_channels(source, {k: v.copy() for k, v in plain.items()}, align)
     differs = any(int(aligned[name].sum()) != int(keep.sum()) for name, keep in plain.items())
     return [(True, 0), (False, 0)] + ([(True, align)] if differs else [])
+
+
+def reorder_options(source: IntegerGraph, fold: Fold, accelerator: str) -> list[str]:
+    """Recurrent layers (gate FC names) whose units ``passes.reorder_units`` would move after ``fold``: the
+    reorder decisions worth trying (the others leave the graph as it is)."""
+    import numpy as np
+
+    from tvmse.passes.reorder_units import ReorderUnits
+    graph, _ = apply(source, Decisions.make(fold), accelerator)
+    return [name for name, perm in ReorderUnits(accelerator=accelerator).permutations(graph).items()
+            if not np.array_equal(perm, np.arange(len(perm)))]
 
 
 # ---- applying decisions ----------------------------------------------------------------------------
@@ -162,6 +185,14 @@ def apply(source: IntegerGraph, decisions: Decisions, accelerator: str, config=N
     if decisions.fold_dead_units:
         graph, done = FoldDeadUnits(align=decisions.fold_align or None).run(graph, config=config)
         records += [{"pass": "fold_dead_units", **r} for r in done]
+    if decisions.reorder:
+        from tvmse.passes.reorder_units import ReorderUnits, unit_layers
+        unknown = sorted(set(decisions.reorder) - set(unit_layers(graph)))
+        if unknown:
+            raise TuningError(f"reorder names layers that are not recurrent layers of this model: {', '.join(unknown)} "
+                              f"(layers: {', '.join(unit_layers(graph)) or 'none'})")
+        graph, done = ReorderUnits(layers=decisions.reorder, accelerator=accelerator).run(graph)
+        records += [{"pass": "reorder_units", **r} for r in done]
     tiling = dict(decisions.tiling)
     fcs = {op.name: op for op in graph.ops if op.kind == "fully_connected"}
     unknown = sorted(set(tiling) - set(fcs))
