@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from tests.passes import int_eval
-from tests.passes.graphs import assert_same_rollout, gru_graph, lstm_graph, prune_units
+from tests.passes.graphs import assert_same_rollout, gru_graph, load_imported, lstm_graph, prune_units
 from tvmse import tuning
 from tvmse.ir import IntegerGraph, build
 from tvmse.passes import tile_block_sparse
@@ -51,6 +51,16 @@ def test_random_permutations_are_exact_over_frames_of_random_state(seed, carry_s
         else:             # boundary gathers: the interface and its slots stay
             assert len(new.ops) > len(graph.ops)
             assert _interface(new) == _interface(graph) and new.state_slots == graph.state_slots
+
+
+@pytest.mark.parametrize("carry_state", [False, True])
+def test_imported_keras_gru_permuted_is_exact(carry_state):
+    """A GRU step as the TFLite converter writes it (FC(x) and FC(h), gate adds, a reshape before the output FC)."""
+    rng = np.random.default_rng(11)
+    graph = load_imported("keras_gru_step_pruned.tflite")
+    assert len(unit_layers(graph, carry_state)) == 1
+    new = _permuted(graph, rng, carry_state)
+    assert_same_rollout(_numpy(graph), graph, _numpy(new), new, rng, frames=3)
 
 
 def test_lstm_layers_are_found_with_their_edges():
