@@ -7,8 +7,8 @@ them. A unit permutation p (internal position i holds source unit p[i]) rewrites
 
     FC W[G·H, K] sliced into gates g·H … (g+1)·H   →  gate rows g·H + i ← g·H + p[i] (with their bias,
                                                        multiplier, shift and weight scale), each gate
-    FC reading a unit tensor at columns o … o+H    →  columns o + i ← o + p[i] (its own recurrence, the
-       (directly or through a channel concat)          next layer, the output FC)
+    FC reading a unit tensor at columns o … o+H    →  columns o + i ← o + p[i] (the next layer, the
+       (directly or through a channel concat)          output FC; with ``carry_state`` its own recurrence)
     constant [… , H] in the layer                  →  value[…, i] ← value[…, p[i]]
     state input s [… , H] in the layer             →  s (unchanged, public order) → gather(s, p) as
                                                        ``s/reordered`` for the ops that read s
@@ -40,7 +40,8 @@ outputs, and state inputs.
 Preconditions: streaming state pairs known (as for ``fold_dead_units``).
 Leaves unchanged: layers whose permutation is the identity; layers not named (``layers``) or, with
 ``layers=None``, those the cost model calls no cheaper after the boundary gathers; any layer whose
-unit tensors reach another op kind (logged).
+unit tensors reach another op kind (logged); gates summed before they are sliced (the TFLite
+converter's Keras LSTM: FC(x) + FC(h) + bias, then split) are not matched yet.
 Numerics: bit-exact on every output, state included, for any input and state (a permutation of
 independent per-channel computations and of the terms of each FC's reduction, undone at the boundary).
 Must run after: fold_dead_units (reorders the units it keeps). Must run before: tile_block_sparse.

@@ -57,8 +57,8 @@ def main() -> None:
                     seen.add(tiling.groups)
                     nonzero = sum(int((weight[g.rows[0]:g.rows[1]][:, g.cols] != 0).sum()) for g in tiling.groups)
                     label = tiling.name if tiling.name.startswith(("untouched", "row-blocks")) else f"{tiling.name} ({mode})"
-                    print(f"| {model} | {op.name}{suffix} {weight.shape[0]}×{weight.shape[1]} | {label} | {tiling.macs():,} | "
-                          f"{nonzero:,} | {nonzero / tiling.macs():.3f} |")
+                    print(f"| {model} | {op.name}{suffix} {weight.shape[0]}×{weight.shape[1]} | {label} | "
+                          f"{tiling.macs():,} | {nonzero:,} | {nonzero / tiling.macs():.3f} |")
 
     if args.vela:
         reorder_table(args.models.split(","), args.accelerator)
