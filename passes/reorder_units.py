@@ -6,7 +6,8 @@ between (an LSTM's σ, tanh, c' = f·c + i·g, h' = o·tanh(c')), its state inpu
 them. A unit permutation p (internal position i holds source unit p[i]) rewrites, before → after::
 
     FC W[G·H, K] sliced into gates g·H … (g+1)·H   →  gate rows g·H + i ← g·H + p[i] (with their bias,
-                                                       multiplier, shift and weight scale), each gate
+       (directly or through per-channel ops)           multiplier, shift and weight scale), each gate;
+                                                       a G·H-wide constant on the way likewise
     FC reading a unit tensor at columns o … o+H    →  columns o + i ← o + p[i] (the next layer, the
        (directly or through a channel concat)          output FC; with ``carry_state`` its own recurrence)
     constant [… , H] in the layer                  →  value[…, i] ← value[…, p[i]]
@@ -34,14 +35,14 @@ of a 16×32-block layer, this moves the short block to the end, so the blocks af
 tiling grid of the consuming FCs. With every run aligned the permutation is the identity and the
 layer is left alone.
 
-Matches: FCs whose output is consumed only by channel slices that cut it into ≥ 2 equal gates, whose
-unit tensors reach only per-channel ops, channel concats read only by FCs, FCs, state and model
-outputs, and state inputs.
+Matches: tensors cut into ≥ 2 equal gates by channel slices and nothing else, computed by per-channel
+ops (a bias add, FC(x) + FC(h) as the TFLite converter writes Keras' LSTM) from FCs and constants,
+whose unit tensors reach only per-channel ops, channel concats read only by FCs, FCs, state and model
+outputs, and state inputs. A gate tensor's FCs have their rows permuted within each gate block.
 Preconditions: streaming state pairs known (as for ``fold_dead_units``).
 Leaves unchanged: layers whose permutation is the identity; layers not named (``layers``) or, with
 ``layers=None``, those the cost model calls no cheaper after the boundary gathers; any layer whose
-unit tensors reach another op kind (logged); gates summed before they are sliced (the TFLite
-converter's Keras LSTM: FC(x) + FC(h) + bias, then split) are not matched yet.
+unit tensors reach another op kind (logged).
 Numerics: bit-exact on every output, state included, for any input and state (a permutation of
 independent per-channel computations and of the terms of each FC's reduction, undone at the boundary).
 Must run after: fold_dead_units (reorders the units it keeps). Must run before: tile_block_sparse.
@@ -80,17 +81,21 @@ class UnitLayer:
     constants: list[str] = field(default_factory=list)
     inputs: list[str] = field(default_factory=list)      # graph inputs (state) read in internal order
     outputs: list[str] = field(default_factory=list)     # graph outputs written in internal order
+    gate_width: int = 0                                  # G·H: the width of the tensors the gates are cut from
+    gates: set[str] = field(default_factory=set)         # G·H-wide tensors, each gate block in internal order
+    gate_constants: list[str] = field(default_factory=list)
 
 
 class NotAUnitLayer(Exception):
     """The unit tensors reach an op the permutation cannot be carried through."""
 
 
-def _gate_slices(graph: IntegerGraph, fc: IntOp) -> list[int] | None:
-    """The begins of the equal channel slices that are the only consumers of ``fc``, covering it; else None."""
-    width, last = _width(fc.output), len(fc.output.shape) - 1
-    users = graph.consumers(fc.name)
-    if len(users) < 2 or fc.name in graph.outputs or any(
+def _gate_slices(graph: IntegerGraph, tensor: TensorInfo) -> list[int] | None:
+    """The begins of the ≥ 2 equal channel slices that are the only consumers of ``tensor``, covering it;
+    else None."""
+    width, last = _width(tensor), len(tensor.shape) - 1
+    users = graph.consumers(tensor.name)
+    if len(users) < 2 or tensor.name in graph.outputs or any(
             u.kind != "slice" or u.attrs["axis"] != last for u in users):
         return None
     spans = sorted((u.attrs["begin"], u.attrs["end"]) for u in users)
@@ -100,84 +105,104 @@ def _gate_slices(graph: IntegerGraph, fc: IntOp) -> list[int] | None:
     return [b for b, _ in spans]
 
 
-def find_layer(graph: IntegerGraph, fc: IntOp, carry_state: bool = False) -> UnitLayer:
-    """The unit layer grown from ``fc``'s gate slices; NotAUnitLayer says why there is none.
-    ``carry_state``: a state input fed by an output of the layer joins it (its readers' columns permuted)."""
-    begins = _gate_slices(graph, fc)
-    if begins is None:
-        raise NotAUnitLayer(f"{fc.name}: its output is not cut into equal gate slices only")
+def find_layer(graph: IntegerGraph, seed: str, carry_state: bool = False) -> UnitLayer:
+    """The unit layer grown from the gate tensor ``seed`` (one cut into equal gate slices); NotAUnitLayer
+    says why there is none. ``carry_state``: a state input fed by an output of the layer joins it (its
+    readers' columns permuted)."""
     tensors = graph.tensors()
-    producers = {op.name: op for op in graph.ops}
+    begins = _gate_slices(graph, tensors[seed])
+    if begins is None:
+        raise NotAUnitLayer(f"{seed} is not cut into equal gate slices only")
+    layer = UnitLayer("", begins[1] - begins[0], gate_width=_width(tensors[seed]))
+    grow = _Growth(graph, layer, tensors)
+    grow.todo.append(("gate", seed))
     pairs = state_pairs(graph)
-    graph_inputs = {t.name for t in graph.inputs}
-    units = _width(tensors[graph.consumers(fc.name)[0].name])
-    layer = UnitLayer(fc.name, units)
-    todo = [u.name for u in graph.consumers(fc.name)]
-    layer.producers[fc.name] = begins
-
-    def add(name: str) -> None:
-        if name not in layer.tensors:
-            if _width(tensors[name]) != units:
-                raise NotAUnitLayer(f"{name} has {_width(tensors[name])} channels, the layer {units}")
-            todo.append(name)
-
-    while todo:
-        _grow(graph, layer, todo, add, tensors, producers, pairs)
+    while grow.todo:
+        grow.run()
         if carry_state:
-            todo += [i for i, o in pairs.items() if o in layer.outputs and i not in layer.tensors]
-    if graph_inputs & set(layer.outputs):
-        raise NotAUnitLayer("a graph input is also an output")
+            grow.todo += [("unit", i) for i, o in pairs.items() if o in layer.outputs and i not in layer.tensors]
+    if not layer.producers:
+        raise NotAUnitLayer(f"no FC computes the gates of {seed}")
+    order = {op.name: k for k, op in enumerate(graph.ops)}
+    layer.name = min(layer.producers, key=order.__getitem__)
     layer.readers = list(dict.fromkeys(layer.readers))
     return layer
 
 
-def _grow(graph, layer, todo, add, tensors, producers, pairs) -> None:
-    units = layer.units
-    while todo:
-        name = todo.pop()
-        if name in layer.tensors:
-            continue
-        layer.tensors.add(name)
-        op = producers.get(name)
+class _Growth:
+    """The worklist that grows a unit layer: ("unit", name) tensors of width H, ("gate", name) tensors of
+    width G·H whose gate blocks each hold the units."""
+
+    def __init__(self, graph: IntegerGraph, layer: UnitLayer, tensors: dict[str, TensorInfo]):
+        self.graph, self.layer, self.tensors = graph, layer, tensors
+        self.producer = {op.name: op for op in graph.ops}
+        self.pairs = state_pairs(graph)
+        self.todo: list[tuple[str, str]] = []
+
+    def _add(self, kind: str, name: str) -> None:
+        want = self.layer.units if kind == "unit" else self.layer.gate_width
+        if _width(self.tensors[name]) != want:
+            raise NotAUnitLayer(f"{name} has {_width(self.tensors[name])} channels where the layer has {want}")
+        self.todo.append((kind, name))
+
+    def run(self) -> None:
+        while self.todo:
+            kind, name = self.todo.pop()
+            seen = self.layer.tensors if kind == "unit" else self.layer.gates
+            if name in seen:
+                continue
+            seen.add(name)
+            if name in self.graph.outputs and kind == "gate":
+                raise NotAUnitLayer(f"gate tensor {name} is a model output")
+            self._producer(kind, name)
+            if name in self.graph.outputs:
+                self.layer.outputs.append(name)
+            for user in self.graph.consumers(name):
+                self._consumer(kind, name, user)
+
+    def _producer(self, kind: str, name: str) -> None:
+        op, layer, units = self.producer.get(name), self.layer, self.layer.units
         if op is None:
-            if name not in pairs:
-                raise NotAUnitLayer(f"graph input {name} is not streaming state")
+            if kind == "gate" or name not in self.pairs:
+                raise NotAUnitLayer(f"graph input {name} is not the streaming state of a unit")
             layer.inputs.append(name)
-        elif op.kind == "slice":
-            source = producers.get(op.inputs[0])
-            found = _gate_slices(graph, source) if source is not None and source.kind == "fully_connected" else None
-            if found is None or op.attrs["end"] - op.attrs["begin"] != units:
-                raise NotAUnitLayer(f"{name} slices {op.inputs[0]}, not a gate FC")
-            if source.name not in layer.producers:
-                layer.producers[source.name] = found
-                for u in graph.consumers(source.name):
-                    add(u.name)
+        elif op.kind == "fully_connected" and kind == "gate":
+            layer.producers[op.name] = list(range(0, layer.gate_width, units))
+        elif op.kind == "slice" and kind == "unit":
+            if op.attrs["axis"] != len(op.output.shape) - 1 or op.attrs["begin"] % units:
+                raise NotAUnitLayer(f"{name} is not one gate of {op.inputs[0]}")
+            self._add("gate", op.inputs[0])
         elif op.kind == "constant":
-            layer.constants.append(name)
-        elif channel_rule(op, tensors)[0] == "elementwise":
+            (layer.constants if kind == "unit" else layer.gate_constants).append(name)
+        elif channel_rule(op, self.tensors)[0] == "elementwise":
             for operand in op.inputs:
-                if _width(tensors[operand]) != 1:
-                    add(operand)
+                if _width(self.tensors[operand]) != 1:
+                    self._add(kind, operand)
         else:
             raise NotAUnitLayer(f"{name} is made by a {op.kind} op")
-        if name in graph.outputs:
-            layer.outputs.append(name)
-        for user in graph.consumers(name):
-            if user.kind == "fully_connected":
-                layer.readers.append((user.name, 0))
-            elif user.kind == "concat" and user.attrs["axis"] == len(user.output.shape) - 1:
-                readers = graph.consumers(user.name)
-                if user.name in graph.outputs or not readers or any(r.kind != "fully_connected" for r in readers):
-                    raise NotAUnitLayer(f"{user.name} concatenates {name} for something other than FCs")
-                offset = 0
-                for part in user.inputs:
-                    if part == name:
-                        layer.readers += [(r.name, offset) for r in readers]
-                    offset += _width(tensors[part])
-            elif channel_rule(user, tensors)[0] == "elementwise" and _width(user.output) == units:
-                add(user.name)
-            else:
-                raise NotAUnitLayer(f"{name} is read by {user.kind} op {user.name}")
+
+    def _consumer(self, kind: str, name: str, user: IntOp) -> None:
+        layer, tensors = self.layer, self.tensors
+        if channel_rule(user, tensors)[0] == "elementwise" and _width(user.output) == _width(tensors[name]):
+            self._add(kind, user.name)
+        elif kind == "gate":
+            if user.kind != "slice" or user.attrs["axis"] != len(user.output.shape) - 1 or (
+                    user.attrs["begin"] % layer.units or user.attrs["end"] - user.attrs["begin"] != layer.units):
+                raise NotAUnitLayer(f"gate tensor {name} is read by {user.kind} op {user.name}")
+            self._add("unit", user.name)
+        elif user.kind == "fully_connected":
+            layer.readers.append((user.name, 0))
+        elif user.kind == "concat" and user.attrs["axis"] == len(user.output.shape) - 1:
+            readers = self.graph.consumers(user.name)
+            if user.name in self.graph.outputs or not readers or any(r.kind != "fully_connected" for r in readers):
+                raise NotAUnitLayer(f"{user.name} concatenates {name} for something other than FCs")
+            offset = 0
+            for part in user.inputs:
+                if part == name:
+                    layer.readers += [(r.name, offset) for r in readers]
+                offset += _width(tensors[part])
+        else:
+            raise NotAUnitLayer(f"{name} is read by {user.kind} op {user.name}")
 
 
 def unit_layers(graph: IntegerGraph, carry_state: bool = False) -> dict[str, UnitLayer]:
@@ -185,15 +210,15 @@ def unit_layers(graph: IntegerGraph, carry_state: bool = False) -> dict[str, Uni
     found: dict[str, UnitLayer] = {}
     claimed: set[str] = set()
     for op in graph.ops:
-        if op.kind != "fully_connected" or op.name in claimed or _gate_slices(graph, op) is None:
+        if op.name in claimed or _gate_slices(graph, op.output) is None:
             continue
         try:
-            layer = find_layer(graph, op, carry_state)
+            layer = find_layer(graph, op.name, carry_state)
         except NotAUnitLayer as e:
             logger.debug("reorder_units: no unit layer at %s: %s", op.name, e)
             continue
-        claimed.update(layer.producers)
-        found[op.name] = layer
+        claimed.update(layer.gates)
+        found[layer.name] = layer
     return found
 
 
@@ -252,6 +277,11 @@ def _gather(name: str, x: TensorInfo, index: np.ndarray) -> list[IntOp]:
     return pieces + [build.concat(name, [p.output for p in pieces], axis=axis)]
 
 
+def _gate_order(layer: UnitLayer, perm: np.ndarray) -> np.ndarray:
+    """The permutation of a gate tensor: ``perm`` within each gate block."""
+    return np.concatenate([b + perm for b in range(0, layer.gate_width, layer.units)])
+
+
 def _weighted(op: IntOp, rows: np.ndarray | None = None, cols: np.ndarray | None = None) -> IntOp:
     consts, attrs = dict(op.consts), dict(op.attrs)
     if rows is not None:
@@ -288,10 +318,7 @@ def permute(graph: IntegerGraph, layer: UnitLayer, perm: np.ndarray, carry_state
         # every reader of a boundary tensor is an op of the layer or an FC (or concat) reading it permuted
         new = replace(op, inputs=[renamed.get(n, n) for n in op.inputs])
         if op.name in layer.producers:
-            rows = np.arange(new.output.shape[-1])
-            for b in layer.producers[op.name]:
-                rows[b:b + layer.units] = b + perm
-            new = _weighted(new, rows=rows)
+            new = _weighted(new, rows=_gate_order(layer, perm))
         columns = [o for fc, o in layer.readers if fc == op.name]
         if columns:
             cols = np.arange(op.consts["weight"].shape[-1])
@@ -300,6 +327,8 @@ def permute(graph: IntegerGraph, layer: UnitLayer, perm: np.ndarray, carry_state
             new = _weighted(new, cols=cols)
         if op.name in layer.constants:
             new = replace(new, consts={"value": op.consts["value"][..., perm]})
+        if op.name in layer.gate_constants:
+            new = replace(new, consts={"value": op.consts["value"][..., _gate_order(layer, perm)]})
         if op.name in renamed:
             new = replace(new, output=replace(op.output, name=renamed[op.name]))
             ops.append(new)

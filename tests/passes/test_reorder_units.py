@@ -54,10 +54,12 @@ def test_random_permutations_are_exact_over_frames_of_random_state(seed, carry_s
 
 
 @pytest.mark.parametrize("carry_state", [False, True])
-def test_imported_keras_gru_permuted_is_exact(carry_state):
-    """A GRU step as the TFLite converter writes it (FC(x) and FC(h), gate adds, a reshape before the output FC)."""
+@pytest.mark.parametrize("fixture", ["keras_gru_step_pruned.tflite", "keras_lstm_step.tflite"])
+def test_imported_keras_steps_permuted_are_exact(fixture, carry_state):
+    """Steps as the TFLite converter writes Keras' cells: a GRU (FC(x) and FC(h) sliced apart, gate adds, a
+    reshape before the output FC) and an LSTM (FC(x) + FC(h) + bias summed, then split into the gates)."""
     rng = np.random.default_rng(11)
-    graph = load_imported("keras_gru_step_pruned.tflite")
+    graph = load_imported(fixture)
     assert len(unit_layers(graph, carry_state)) == 1
     new = _permuted(graph, rng, carry_state)
     assert_same_rollout(_numpy(graph), graph, _numpy(new), new, rng, frames=3)
