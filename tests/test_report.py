@@ -49,7 +49,7 @@ def test_ethos_u_report_of_bundled_models(model, tmp_path):
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     assert [key for key in result.report if f"`{key}`" not in readme] == []  # every report.json key documented
     if model == "tinylstm_int8":
-        assert markdown.count("changed nothing") == 2
+        assert markdown.count("changed nothing") == len(result.report["pipeline"])   # dense: no pass changes it
     else:
         assert "0–111, 113–255" in markdown and "row-blocks/G" in markdown
 
