@@ -18,10 +18,11 @@ library does:
   ``round_away(p / 2^t) = sign(acc)·⌊(⌊|acc|·m / 2^32⌋ + 2^(t−33)) / 2^(t−32)⌋`` (``m ≥ 0``).
   Each block of four rows does this in Helium vectors (``REQUANTIZE4_C``: ``vabs``, ``vmulh.u32``,
   the rounding shift ``vrshl``, a predicated ``vneg``, the zero point, a saturating shift and a
-  narrowing store: ~14 instructions per four outputs instead of ~34 scalar ones); rows outside
-  such blocks use the scalar form of the same rule, ``((⌊(p + s) / 2^32⌋ >> (t − 33)) + 1 + 2·zp)
-  >> 1`` with ``s = acc >> 31`` (one ``smlal``), clamped in int32 (``ssat``). Otherwise the
-  general int64 form is used, one row at a time.
+  narrowing store: ~16 instructions per four outputs with the gathering of the accumulators and
+  the loads, instead of ~34 scalar ones); rows outside such blocks use the scalar form of the
+  same rule, ``((⌊(p + s) / 2^32⌋ >> (t − 33)) + 1 + 2·zp) >> 1`` with ``s = acc >> 31`` (one
+  ``smlal``), clamped in int32 (``ssat``). Otherwise the general int64 form is used, one row at a
+  time.
 
 ``params`` holds per output row the folded bias, the multiplier and the shift operand, laid out in
 the kernel's row blocks (``row_params``) so that one pointer reaches all three and a block's
