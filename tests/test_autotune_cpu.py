@@ -33,7 +33,6 @@ def tuned(small_onnx, tmp_path_factory):
 def test_rows_per_shape_are_tuned_on_qemu_and_never_slower(tuned):
     first, _, out, db_lines, lines = tuned
     assert first.tuned_cycles <= first.default_cycles
-    assert first.evaluations == TRIALS == len(db_lines)
     records = [json.loads(line) for line in db_lines]
     assert all(r["target"] == {"cpu": "cortex-m55"} for r in records)
     saved = tuning.load(out)
@@ -50,6 +49,9 @@ def test_rows_per_shape_are_tuned_on_qemu_and_never_slower(tuned):
                         + [(r["result"]["fc_shapes"][s], r["decisions"]["fc_rows"][s]) for r in uniform])[1]
                  for s in shapes}
     assert {s: best_rows[s] for s in shapes if best_rows[s] != fc_kernel.ROWS} == dict(saved.decisions.fc_rows)
+    # the per-shape choice is a build of its own only when the shapes' best counts differ (one count for every
+    # shape is a build already run: the default one or a uniform one)
+    assert first.evaluations == len(db_lines) == (TRIALS if len(set(best_rows.values())) > 1 else TRIALS - 1)
     assert saved.tuned_cycles == first.tuned_cycles and "instructions" in first.table
     assert any("instructions" in line and "evaluated" in line for line in lines)
 

@@ -9,7 +9,9 @@ firmware we keep the kernels exactly as TVM wrote them and only
 - replace TVM's includes by ``tvmse_tvm_abi.h``, the few C types the kernels use (layouts identical
   to dlpack's ``DLTensor`` and tvm-ffi's ``TVMFFIAny``), so no TVM installation is needed to compile;
 - make the library context ``static`` and drop the ``__tvm_ffi_main`` alias, so several kernel
-  files link together.
+  files link together;
+- place the C of the helpers the kernels call (``T.call_extern``) after the includes: a kernel
+  names them in its ``tvmse.c_helpers`` attribute (C text), each text placed once.
 
 Asserts are stripped at build time (``tirx.disable_assert``): argument checking is the glue's job,
 which passes fixed, statically planned tensors.
@@ -78,6 +80,8 @@ typedef int32_t (*tvmse_kernel_fn)(void *self, void *args, int32_t num_args, voi
 
 _TVM_INCLUDE = re.compile(r'^#include "tvm/[^"]+"\n', re.MULTILINE)
 _ENTRY_ALIAS = re.compile(r"// CodegenC: NOTE: Auto-generated entry function.*\Z", re.DOTALL)
+#: PrimFunc attribute holding the C of the helpers a kernel calls.
+C_HELPERS_ATTR = "tvmse.c_helpers"
 
 
 def build_c(kernels: dict[str, tvm.tirx.PrimFunc]) -> str:
@@ -86,7 +90,9 @@ def build_c(kernels: dict[str, tvm.tirx.PrimFunc]) -> str:
         lib = tvm.tirx.build(tvm.IRModule(dict(kernels)), target="c")
     source = lib.inspect_source()
     source = _TVM_INCLUDE.sub("", source, count=0)
-    source = source.replace("#define TVM_EXPORTS\n", f'#include "{ABI_HEADER_NAME}"\n', 1)
+    helpers = dict.fromkeys(str(f.attrs[C_HELPERS_ATTR]) for f in kernels.values()
+                            if f.attrs is not None and C_HELPERS_ATTR in f.attrs)
+    source = source.replace("#define TVM_EXPORTS\n", f'#include "{ABI_HEADER_NAME}"\n' + "".join(helpers), 1)
     source = source.replace("void* __tvm_ffi__library_ctx = NULL;",
                             "static void* __tvm_ffi__library_ctx __attribute__((unused)) = NULL;")
     source = _ENTRY_ALIAS.sub("", source)

@@ -201,13 +201,13 @@ class _Lowerer:
         weight = op.consts["weight"]
         x = self.graph.tensors()[op.inputs[0]]
         n, k = weight.shape
+        rows = self.fc_rows.get((n, k), fc_kernel.ROWS)
         args = [self.tensor_of(op.inputs[0]),
                 self.const(f"{symbol}_weight", weight.astype(np.int8)),
-                self.const(f"{symbol}_params", fc_kernel.row_params(weight, op.consts, x.zero_point)),
+                self.const(f"{symbol}_params", fc_kernel.row_params(weight, op.consts, x.zero_point, rows)),
                 op.name]
         func = fc_kernel.fully_connected(n, k, op.output.zero_point,
-                                         high_word=fc_kernel.uses_high_word(op.consts["shift"]),
-                                         rows=self.fc_rows.get((n, k), fc_kernel.ROWS))
+                                         high_word=fc_kernel.uses_high_word(op.consts["shift"]), rows=rows)
         self.fc[symbol] = func.with_attr("global_symbol", symbol)
         self.steps.append(Step(symbol, op.name, op.kind, args, macs=int(n * k)))
 

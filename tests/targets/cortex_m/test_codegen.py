@@ -19,8 +19,8 @@ def small_model(tmp_path_factory):
     return export_small_model(tmp_path_factory.mktemp("m") / "small.onnx", hidden=16, n_bins=24)
 
 
-def _compile_and_run(graph, tmp_path, frames):
-    network = lower.lower(graph)
+def _compile_and_run(graph, tmp_path, frames, fc_rows=None):
+    network = lower.lower(graph, fc_rows=fc_rows)
     generated = glue.generate(network)
     glue.write(generated, tmp_path / "src")
     run = emulate.run_on_qemu(network, generated, tmp_path / "src", HostReference(graph), frames, tmp_path / "work")
@@ -55,6 +55,16 @@ def test_fully_connected_with_input_zero_point_and_row_tail(tmp_path):
     network, _, run = _compile_and_run(graph, tmp_path, frames)
     assert run.bit_exact and run.frames == 8
     assert [k["kind"] for k in run.kernels] == ["fully_connected"]
+
+
+@pytest.mark.parametrize("rows", [1, 2, 8])
+def test_fully_connected_is_bit_exact_at_every_row_count(rows, tmp_path):
+    # n = 19: blocks and a tail at every row count; 8 rows requantize two Helium vectors per block,
+    # 1 and 2 rows only the scalar form (4 rows: the test above).
+    graph = _fc_graph(x_zp=-9, n=19, k=37)
+    _, generated, run = _compile_and_run(graph, tmp_path, random_frames((1, 37), 8, seed=1), fc_rows={(19, 37): rows})
+    assert run.bit_exact
+    assert ("tvmse_fc_requantize4(acc" in generated.files[glue.FC_SOURCE]) == (rows == 8)
 
 
 def test_fully_connected_with_large_scales_keeps_the_general_requantization(tmp_path):
