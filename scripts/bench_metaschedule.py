@@ -1,11 +1,11 @@
 """MetaSchedule against tvmse's hand-scheduled FC kernel, per FC workload of the bundled models, on QEMU.
 
-    python scripts/bench_metaschedule.py [--model examples/x.onnx ...] [--trials 64] [--shapes N] \
-        [--db runs/metaschedule.jsonl] [--workers 2]
+    python scripts/bench_metaschedule.py [--model examples/x.onnx ...] [--shapes N] [--workload NxK ...] \
+        [--trials 64] [--db runs/metaschedule.jsonl] [--workers 2]
 
 For each model, the FC workloads (weight shape and requantization form) of its default Cortex-M55 build
 (what ``compile --target cortex-m55`` builds), most MACs first, ``--shapes`` of them per model (default
-all). Each workload is searched as ``autotune --target cortex-m55 --metaschedule-trials N`` searches it
+all), and any ``--workload`` (``NxK``, ``NxK/int64`` for the general requantization) given. Each workload is searched as ``autotune --target cortex-m55 --metaschedule-trials N`` searches it
 (``targets.cortex_m.metaschedule.search_shape``): N MetaSchedule candidates (TVM's C built with the
 firmware's clang flags, one kernel call counted by QEMU, bit-exact against the host reference or
 discarded) against the hand kernel at its best row count (1, 2, 4 or 8). Figures are executed
@@ -43,6 +43,8 @@ def main(argv=None) -> int:
                    help=f"model(s) to take FC workloads from (default: {', '.join(DEFAULT_MODELS)} in examples/)")
     p.add_argument("--trials", type=int, default=64, help="MetaSchedule candidates per workload (default 64)")
     p.add_argument("--shapes", type=int, help="the first N workloads of each model by MACs (default all)")
+    p.add_argument("--workload", action="append", default=[], metavar="NxK",
+                   help="also this FC workload (repeatable), e.g. a small tile shape")
     p.add_argument("--db", type=Path, help="tuning database to record into and resume from")
     p.add_argument("--workers", type=int, default=2, help="parallel QEMU runs")
     p.add_argument("--seed", type=int, default=0)
@@ -55,6 +57,8 @@ def main(argv=None) -> int:
     for path in models:
         for shape in model_workloads(path)[:args.shapes]:
             owners.setdefault(shape, []).append(path.stem.replace("tinylstm_", ""))
+    for key in args.workload:
+        owners.setdefault(metaschedule.FcShape.parse(key), ["--workload"])
     print(f"MetaSchedule vs the hand FC kernel: {len(owners)} workloads of {len(models)} model(s), {args.trials} "
           f"trials each, seed {args.seed}, {args.workers} parallel QEMU runs (QEMU mps3-an547, clang -O2, "
           "-force-vector-width=16). Executed instructions per call, NOT cycles.\n", flush=True)

@@ -20,7 +20,7 @@ from tvmse.errors import ConfigError
 from tvmse.targets.cortex_m import fc_kernel, metaschedule
 from tvmse.tuning_db import TuningDatabase
 
-SHAPE = metaschedule.FcShape(8, 16)
+SHAPE = metaschedule.FcShape(40, 32)   # the output layer of the small test model (conftest.small_onnx)
 TRIALS = 8
 IDENTITY = {"target": {"cpu": "cortex-m55"}, "tools": {"tvm": "test"}}
 
@@ -69,12 +69,10 @@ def test_the_recorded_schedule_runs_bit_exact_in_a_network_with_its_recorded_cou
     trace = json.loads(json.dumps(first.trace))   # as a tuning file holds it
     decisions = tuning.Decisions.make(True).with_fc_schedule({SHAPE.key: trace})
     assert tuning.Decisions.from_json(decisions.to_json(), "test") == decisions
-    source = metaschedule.fc_graph(SHAPE)
+    source = metaschedule.fc_graph(SHAPE)   # the kernel the search ran, in a network the tuner builds
     scheduled = autotune_cpu.evaluate(source, autotune_cpu.CpuTarget(), decisions)
-    hand = autotune_cpu.evaluate(source, autotune_cpu.CpuTarget(), tuning.Decisions.make(True))
-    assert "error" not in scheduled and "error" not in hand
+    assert "error" not in scheduled
     assert scheduled["fc_shapes"] == {f"{SHAPE.n}x{SHAPE.k}": first.schedule_instructions}
-    assert hand["fc_shapes"] != scheduled["fc_shapes"]
 
 
 def test_hostile_kernel_lines_are_skipped_with_a_warning(tmp_path, caplog):
@@ -104,6 +102,27 @@ def test_a_schedule_that_needs_the_workspace_allocator_is_rejected():
     shape = metaschedule.FcShape(300, 8)   # the unscheduled accumulator (1,200 B) is too big for the stack
     with tempfile.TemporaryDirectory() as work, pytest.raises(metaschedule.ScheduleError, match="workspace"):
         metaschedule.Bench(shape).build(metaschedule.workload(300, 8, 3, True), Path(work))
+
+
+def test_compile_replays_a_recorded_schedule_bit_exact(small_onnx, searched, tmp_path):
+    from tvmse.compile import compile_model, load_model
+    from tvmse.passes.cost_model import CPU_OBJECTIVE
+    from tvmse.passes.pipeline import run_pipeline
+    first = searched[0]
+    source = load_model(small_onnx).graph
+    _, records = run_pipeline(source, objective=CPU_OBJECTIVE)
+    decisions = tuning.default_decisions(records, CPU_OBJECTIVE).with_fc_schedule({SHAPE.key: first.trace})
+    tuned = autotune_cpu.evaluate(source, autotune_cpu.CpuTarget(), decisions)   # what the tuner measures
+    path = tmp_path / "tuning.json"
+    tuning.TuningFile(tuning.model_hash(small_onnx), tuning.target_of(autotune_cpu.CpuTarget()), tuning.tool_versions(),
+                      0, decisions, tuned["instructions"], 1, 1).save(path)
+    result = compile_model(small_onnx, "cortex-m55", output_dir=tmp_path / "m55", run="qemu", frames=2, tuning=path)
+    q = result.report["cpu"]["qemu"]
+    assert q["bit_exact_vs_host_reference"]
+    assert round(q["instructions_per_frame"]) == tuned["instructions"]
+    assert [k["instructions_per_frame"] for k in q["kernels"] if k["macs"] == SHAPE.n * SHAPE.k] == [
+        tuned["fc_shapes"][f"{SHAPE.n}x{SHAPE.k}"]]
+    assert result.report["tuning"]["decisions"]["fc_schedule"] == {SHAPE.key: first.trace}
 
 
 @pytest.mark.parametrize("trace", [[["no", "trace"]], [[["GetSBlock", [], ["nonexistent", "main"], ["b0"]]], []],
