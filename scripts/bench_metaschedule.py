@@ -5,7 +5,8 @@
 
 For each model, the FC workloads (weight shape and requantization form) of its default Cortex-M55 build
 (what ``compile --target cortex-m55`` builds), most MACs first, ``--shapes`` of them per model (default
-all), and any ``--workload`` (``NxK``, ``NxK/int64`` for the general requantization) given. Each workload is searched as ``autotune --target cortex-m55 --metaschedule-trials N`` searches it
+all), and any ``--workload`` (``NxK``, ``NxK/int64`` for the general requantization) given. Each workload
+is searched as ``autotune --target cortex-m55 --metaschedule-trials N`` searches it
 (``targets.cortex_m.metaschedule.search_shape``): N MetaSchedule candidates (TVM's C built with the
 firmware's clang flags, one kernel call counted by QEMU, bit-exact against the host reference or
 discarded) against the hand kernel at its best row count (1, 2, 4 or 8). Figures are executed

@@ -63,7 +63,8 @@ POPULATION = 64
 UNROLL_STEPS = [0, 16, 64]
 #: What defines a search besides its workload, trials and seed (recorded with it: a rerun under another
 #: configuration searches again; evaluations are reused whatever the configuration, keyed by their C).
-SEARCH_CONFIG = f"post-order-apply requantize-in-tiles unroll{UNROLL_STEPS} evolutionary pop{POPULATION} round{TRIALS_PER_ROUND} random-model"
+SEARCH_CONFIG = (f"post-order-apply requantize-in-tiles unroll{UNROLL_STEPS} evolutionary pop{POPULATION} "
+                 f"round{TRIALS_PER_ROUND} random-model")
 #: Wall-clock limit of one candidate's QEMU run (a sound one takes about a second).
 RUN_TIMEOUT_S = 60.0
 _WORKSPACE_CALL = "TVMBackendAllocWorkspace"
@@ -130,9 +131,10 @@ def target():
 def _requantize_in_tiles_rule():
     """A schedule rule for the reduction block ``acc``, after multi-level tiling: the requantization is
     moved into the innermost spatial tile loop it may go to (``reverse_compute_at``; where the tiling's
-    write cache is copied out, if it has one), so ``acc`` shrinks to one tile (a small stack array). Without it every candidate
-    keeps the whole ``acc[N]`` live between two loops, which for N > 256 (over 1 KiB) TVM's C puts in its
-    workspace allocator, absent on the bare-metal build. Both variants are kept in the design space."""
+    write cache is copied out, if it has one), so ``acc`` shrinks to one tile (a small stack array).
+    Without it every candidate keeps the whole ``acc[N]`` live between two loops, which for N > 256
+    (over 1 KiB) TVM's C puts in its workspace allocator, absent on the bare-metal build. Both variants
+    are kept in the design space."""
     from tvm.ir.utils import derived_object
     from tvm.s_tir.meta_schedule.schedule_rule import PyScheduleRule
 
