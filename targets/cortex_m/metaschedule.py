@@ -48,6 +48,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tvmse.targets.cortex_m.qemu import QemuTimeoutError
 from tvmse.tuning_db import KERNEL_DB_FORMAT
 
 log = logging.getLogger(__name__)
@@ -65,7 +66,7 @@ UNROLL_STEPS = [0, 16, 64]
 #: configuration searches again; evaluations are reused whatever the configuration, keyed by their C).
 SEARCH_CONFIG = (f"post-order-apply requantize-in-tiles unroll{UNROLL_STEPS} evolutionary pop{POPULATION} "
                  f"round{TRIALS_PER_ROUND} random-model")
-#: Wall-clock limit of one candidate's QEMU run (a sound one takes about a second).
+#: Wall-clock limit of one candidate's QEMU run (a sound one takes about a second; a timeout is not recorded).
 RUN_TIMEOUT_S = 60.0
 _WORKSPACE_CALL = "TVMBackendAllocWorkspace"
 
@@ -318,11 +319,11 @@ class Bench:
         glue.write(generated, work / "src")
         return Built(work, network, generated, hashlib.sha256(fc_source.encode()).hexdigest())
 
-    def run(self, built: "Built") -> int:
+    def run(self, built: "Built", timeout: float = 300.0) -> int:
         """Instructions per call of the FC kernel on QEMU, its outputs bit-exact (else ``MismatchError``)."""
         from tvmse.targets.cortex_m import emulate
         run = emulate.run_on_qemu(built.network, built.glue, built.directory / "src", self.reference, self.frames,
-                                  built.directory / "run", timeout=RUN_TIMEOUT_S)
+                                  built.directory / "run", timeout=timeout)
         (kernel,) = [k for k in run.kernels if k["kind"] == "fully_connected"]
         return int(round(kernel["instructions_per_frame"]))
 
@@ -494,12 +495,14 @@ def _search_parts(bench: Bench, records: KernelRecords, work: Path, workers: int
             measured[artifact] = (key, known, 0.0, False)
             return known
         start = time.monotonic()
+        keep = True
         try:
-            result = {"instructions": bench.run(candidate)}
+            result = {"instructions": bench.run(candidate, RUN_TIMEOUT_S)}
         except Exception as e:  # noqa: BLE001 - a wrong or crashing candidate is a failed trial, never a result
             counter.fail(type(e).__name__)
             result = {"error": _error(e)}
-        measured[artifact] = (key, result, time.monotonic() - start, True)
+            keep = not isinstance(e, QemuTimeoutError)   # a busy machine's timeout says nothing of the candidate
+        measured[artifact] = (key, result, time.monotonic() - start, keep)
         return result
 
     def runner_result(result: dict):
