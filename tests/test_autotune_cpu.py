@@ -73,6 +73,8 @@ def test_replaying_the_tuning_file_gives_the_tuned_instructions_bit_exact(small_
 @pytest.mark.parametrize("edit, phrase", [
     (lambda d: d["decisions"].update(fc_rows={"12x34": 0}), "fc_rows must map"),
     (lambda d: d["decisions"].update(fc_rows={"twelve": 4}), "fc_rows must map"),
+    (lambda d: d["decisions"].update(fc_schedule={"12x34": []}), "FC workloads the build does not have (12x34)"),
+    (lambda d: d["decisions"].update(fc_schedule={"40x32": [["no", "trace"]]}), "does not apply to a 40x32 FC"),
     (lambda d: d.update(target={"accelerator": "ethos-u55-128", "system_config": "x", "memory_mode": "y"}),
      "was made for"),
 ])

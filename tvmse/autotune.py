@@ -303,13 +303,15 @@ class TuneResult:
     new_evaluations: int
     seconds: float
     table: str
+    kernels: list = field(default_factory=list)   # cortex-m55 with MetaSchedule: per FC workload
 
 
 def autotune(model: str | os.PathLike, target: str = "ethos-u55", sram_budget: int = 0,
              accelerator_config: str | None = None, system_config: str | None = None, memory_mode: str | None = None,
              trials: int | None = None, time_budget: float | None = None, db: str | os.PathLike | None = None,
              output: str | os.PathLike | None = None, workers: int = DEFAULT_WORKERS, seed: int = 0,
-             verify_trials: int = 8, progress=print, state: dict[str, str] | None = None) -> TuneResult:
+             verify_trials: int = 8, progress=print, state: dict[str, str] | None = None,
+             metaschedule_trials: int = 0) -> TuneResult:
     """Tune ``model`` for ``target`` within ``sram_budget`` bytes; see the module docstring. ``state``
     pairs state inputs with their outputs as ``compile --state`` does."""
     from tvmse.compile import CORTEX_M_TARGET, load_model, resolve_vela_config
@@ -322,7 +324,9 @@ def autotune(model: str | os.PathLike, target: str = "ethos-u55", sram_budget: i
         if npu_only:
             raise ConfigError(f"{', '.join(npu_only)} does not apply to --target cortex-m55 (no NPU); drop it")
         return autotune_cpu.autotune_cpu(model, trials, time_budget, db, output, workers, seed, progress, state,
-                                         ram_budget=sram_budget or None)
+                                         ram_budget=sram_budget or None, metaschedule_trials=metaschedule_trials)
+    if metaschedule_trials:
+        raise ConfigError("--metaschedule-trials applies to --target cortex-m55 only (the NPU runs Vela's kernels)")
     if sram_budget is None or sram_budget <= 0:
         raise ConfigError(f"--sram-budget must be a positive number of bytes for --target {target}, not "
                           f"{sram_budget}")
@@ -470,6 +474,9 @@ def build_parser() -> argparse.ArgumentParser:
     limit = p.add_mutually_exclusive_group()
     limit.add_argument("--trials", type=int, metavar="N", help=f"candidates to evaluate (default {DEFAULT_TRIALS})")
     limit.add_argument("--time-budget", type=float, metavar="S", help="seconds to search")
+    p.add_argument("--metaschedule-trials", type=int, default=0, metavar="N",
+                   help="cortex-m55: also search each FC kernel with MetaSchedule, N candidates per FC workload "
+                        "(default 0: off; ~2 s per candidate)")
     p.add_argument("--db", metavar="TUNING.jsonl", help="append-only database of evaluations; reruns resume from it")
     p.add_argument("--output", required=True, metavar="TUNING.json", help="the tuning file to write")
     p.add_argument("--workers", type=int, default=DEFAULT_WORKERS, help="parallel evaluation processes")
@@ -492,7 +499,8 @@ def main(argv: list[str] | None = None) -> int:
     from tvmse.compile import parse_state_pairs
     result = autotune(args.model, args.target, args.sram_budget, args.accelerator_config, args.system_config,
                       args.memory_mode, args.trials, args.time_budget, args.db, args.output, args.workers,
-                      args.seed, progress=progress, state=parse_state_pairs(args.state))
+                      args.seed, progress=progress, state=parse_state_pairs(args.state),
+                      metaschedule_trials=args.metaschedule_trials)
     if args.quiet:
         print(result.table)
     target = f" --target {args.target}" if args.target == "cortex-m55" else ""

@@ -1,7 +1,7 @@
 """``python -m tvmse.autotune MODEL --target cortex-m55``: the fastest Cortex-M55 build, by QEMU's counts.
 
     python -m tvmse.autotune model.onnx --target cortex-m55 [--trials N | --time-budget S] \\
-        [--db tuning.jsonl] --output tuning.json [--sram-budget BYTES]
+        [--metaschedule-trials N] [--db tuning.jsonl] --output tuning.json [--sram-budget BYTES]
 
 What is searched (``tvmse.tuning.Decisions``; placement stays empty, the CPU has no NPU SRAM):
 
@@ -14,7 +14,14 @@ What is searched (``tvmse.tuning.Decisions``; placement stays empty, the CPU has
   with every kernel at each row count; each shape takes the count its kernels ran fastest with (the
   per-kernel counts are exact, kernels do not interact), and the combination is run to confirm;
 - **unit reordering** (``passes.reorder_units``) of each recurrent layer where it moves units, toggled
-  once on the best structure.
+  once on the best structure;
+- **MetaSchedule over the FC kernels** (``--metaschedule-trials N``, off by default): for each FC workload of
+  the best build, N MetaSchedule candidates (``targets.cortex_m.metaschedule``: TVM's C built as the firmware
+  builds it, QEMU's count of one kernel call, bit-exact or discarded) against the hand kernel at its best
+  row count. A schedule replaces the hand kernel only for the workloads where it runs fewer instructions,
+  and only if the whole network then runs fewer (one more network evaluation, on top of ``--trials``).
+  Off by default: a candidate costs ~2 s of clang and QEMU here, and on the bundled shapes 64 trials come
+  within 1 % of the hand kernel at best (BENCHMARKS.md).
 
 The cost is QEMU's executed instructions per frame of the whole step (``targets.cortex_m.emulate``:
 ``FRAMES`` random frames, state carried, every output checked bit-exact against the host reference, so
@@ -60,13 +67,15 @@ class CpuTarget:
 
 def evaluate(source: IntegerGraph, target: CpuTarget, decisions: Decisions) -> dict:
     """QEMU's figures for the build ``decisions`` describe ({"error": …} if it cannot be built)."""
-    from tvmse.targets.cortex_m import emulate, glue, lower
+    from tvmse.targets.cortex_m import emulate, glue, lower, metaschedule
     from tvmse.targets.cortex_m.compile_cpu import random_frames
     from tvmse.targets.cortex_m.errors import LoweringError
     from tvmse.targets.host import HostReference
     try:
         graph, _ = tuning.apply(source, decisions, TILING_ACCELERATOR)
         network = lower.lower(graph, fc_rows=decisions.fc_rows_by_shape())
+        if decisions.fc_schedule:
+            metaschedule.apply_schedules(network, decisions.fc_schedule_by_key())
         generated = glue.generate(network)
         tensors = graph.tensors()
         frames = {n: random_frames(tensors[n].shape, target.frames, seed=k)
@@ -75,7 +84,7 @@ def evaluate(source: IntegerGraph, target: CpuTarget, decisions: Decisions) -> d
             work = Path(work)
             glue.write(generated, work / "src")
             run = emulate.run_on_qemu(network, generated, work / "src", HostReference(graph), frames, work / "run")
-    except (TvmseError, LoweringError, ValueError) as e:
+    except (TvmseError, LoweringError, ValueError, metaschedule.ScheduleError) as e:
         return {"error": f"{type(e).__name__}: {e}"}
     shapes: dict[str, float] = {}
     for step, kernel in zip(network.steps, run.kernels):
@@ -189,8 +198,29 @@ def search(ev, default: Decisions, seed: int) -> None:
         pass
 
 
+def tune_kernels(ev, identity: dict, db, trials: int, seed: int, progress) -> list:
+    """MetaSchedule over each FC workload of the best build (``targets.cortex_m.metaschedule.search_shape``);
+    the schedules that beat the hand kernel are tried in the whole network. Returns the per-workload results."""
+    from tvmse.targets.cortex_m import lower, metaschedule
+    best = ev.best[2]
+    graph, _ = tuning.apply(ev.source, best, TILING_ACCELERATOR)
+    shapes = metaschedule.network_shapes(lower.lower(graph, fc_rows=best.fc_rows_by_shape()))
+    records = metaschedule.KernelRecords(db, {"target": identity["target"], "tools": identity["tools"]})
+    progress(f"MetaSchedule: {len(shapes)} FC workload(s), {trials} trials each")
+    results = [metaschedule.search_shape(shape, trials, records, seed, ev.workers, progress) for shape in shapes]
+    winners = {r.shape.key: r.trace for r in results if r.wins}
+    if winners:
+        if ev.trials is not None:
+            ev.trials += 1   # the network check of the schedules is on top of --trials
+        ev.run([best.with_fc_schedule(winners)])
+    progress("MetaSchedule against the hand kernel, instructions per call (bit-exact on QEMU):\n"
+             + metaschedule.kernel_table(results))
+    return results
+
+
 def autotune_cpu(model, trials: int | None, time_budget: float | None, db, output, workers: int, seed: int,
-                 progress, state: dict[str, str] | None, ram_budget: int | None = None):
+                 progress, state: dict[str, str] | None, ram_budget: int | None = None,
+                 metaschedule_trials: int = 0):
     """``tvmse.autotune.autotune`` for ``target="cortex-m55"``; returns its ``TuneResult``."""
     from tvmse.autotune import DEFAULT_TRIALS, Evaluator, TuneResult, open_database
     from tvmse.compile import load_model
@@ -203,6 +233,8 @@ def autotune_cpu(model, trials: int | None, time_budget: float | None, db, outpu
         raise ConfigError("--trials and --time-budget must be positive")
     if workers < 1:
         raise ConfigError(f"--workers must be at least 1, not {workers}")
+    if metaschedule_trials < 0:
+        raise ConfigError(f"--metaschedule-trials must be 0 (off) or positive, not {metaschedule_trials}")
     if ram_budget is not None and ram_budget <= 0:
         raise ConfigError(f"--sram-budget must be a positive number of bytes, not {ram_budget}")
     check_runner("qemu")
@@ -217,8 +249,11 @@ def autotune_cpu(model, trials: int | None, time_budget: float | None, db, outpu
     default = tuning.default_decisions(records, CPU_OBJECTIVE)
     ev = Evaluator(source, target, database, workers, trials, time_budget, progress, started, unit="instructions")
     ev.budget = ram_budget if ram_budget is not None else 2**63
+    kernels = []
     try:
         search(ev, default, seed)
+        if metaschedule_trials:
+            kernels = tune_kernels(ev, identity, db, metaschedule_trials, seed, progress)
     finally:
         ev.close()
     if ev.new == 0:
@@ -231,14 +266,23 @@ def autotune_cpu(model, trials: int | None, time_budget: float | None, db, outpu
                              instructions, default_result["cycles"], ram,
                              extra={"model": model.name, "evaluations": len(ev.considered),
                                     "cost": "QEMU executed instructions per frame (not cycles)",
-                                    "flash_bytes": result["flash_bytes"]})
+                                    "flash_bytes": result["flash_bytes"],
+                                    **({"metaschedule": _kernel_summary(kernels)} if kernels else {})})
     if output is not None:
         plan.save(output)
     seconds = time.monotonic() - started
     table = _table(model, target, default_result, result, best, len(ev.considered), ev.new, seconds)
     progress(table)
     return TuneResult(plan, default_result["cycles"], instructions, ram, result["flash_bytes"], None,
-                      len(ev.considered), ev.new, seconds, table)
+                      len(ev.considered), ev.new + sum(k.new_evaluations for k in kernels), seconds, table,
+                      kernels=kernels)
+
+
+def _kernel_summary(kernels) -> list[dict]:
+    """The MetaSchedule figures the tuning file keeps (per FC workload)."""
+    return [{"workload": k.shape.key, "hand_instructions": k.hand_instructions, "hand_rows": k.hand_rows,
+             "metaschedule_instructions": k.schedule_instructions, "trials": k.trials, "used": k.wins}
+            for k in kernels]
 
 
 def _table(model: Path, target: CpuTarget, default: dict, tuned: dict, best: Decisions, evaluations: int,

@@ -13,6 +13,8 @@ A candidate build is fully described by its ``Decisions``:
                       the input (``targets.cortex_m.fc_kernel``); a shape not listed gets the default
     reorder           recurrent layers (their first gate FC) whose units ``passes.reorder_units`` permutes
                       so tiles line up (after the fold, before tiling; the state keeps its layout)
+    fc_schedule       (cortex-m55) FC workload "NxK" (or "NxK/int64") → a MetaSchedule trace that replaces
+                      the hand-scheduled kernel (``targets.cortex_m.metaschedule``)
 
 ``apply`` turns the imported integer graph and the decisions into the graph to compile; the same
 decisions always give the same graph, so a tuning file replays exactly.
@@ -55,6 +57,7 @@ class Decisions:
     fc_rows: tuple[tuple[str, int], ...] = ()    # sorted ("NxK", rows) pairs (cortex-m55)
     fold_align: int = 0                          # with the fold on: state widths kept a multiple of this
     reorder: tuple[str, ...] = ()                # sorted gate FC names of the layers whose units are reordered
+    fc_schedule: tuple[tuple[str, str], ...] = ()   # sorted (FC workload, trace as JSON text) (cortex-m55)
 
     @classmethod
     def make(cls, fold: bool | Fold = True, tiling: dict[str, str] | None = None, placement=(),
@@ -77,6 +80,14 @@ class Decisions:
     def with_fc_rows(self, fc_rows: dict[str, int]) -> "Decisions":
         return dataclasses.replace(self, fc_rows=tuple(sorted(fc_rows.items())))
 
+    def with_fc_schedule(self, schedules: dict[str, object]) -> "Decisions":
+        """``schedules``: FC workload key → MetaSchedule trace (JSON-compatible)."""
+        return dataclasses.replace(self, fc_schedule=tuple(sorted(
+            (k, json.dumps(v, separators=(",", ":"))) for k, v in schedules.items())))
+
+    def fc_schedule_by_key(self) -> dict[str, object]:
+        return {k: json.loads(v) for k, v in self.fc_schedule}
+
     def fc_rows_by_shape(self) -> dict[tuple[int, int], int]:
         """``fc_rows`` as ``targets.cortex_m.lower`` takes it: (N, K) → rows."""
         return {tuple(int(d) for d in shape.split("x")): rows for shape, rows in self.fc_rows}
@@ -90,12 +101,15 @@ class Decisions:
             data["fold_align"] = self.fold_align
         if self.reorder:   # absent when no layer is reordered, likewise
             data["reorder"] = list(self.reorder)
+        if self.fc_schedule:
+            data["fc_schedule"] = self.fc_schedule_by_key()
         return data
 
     @classmethod
     def from_json(cls, data, where: str) -> "Decisions":
         keys = {"fold_dead_units", "tiling", "placement"}
-        if not isinstance(data, dict) or not keys <= set(data) <= keys | {"fc_rows", "fold_align", "reorder"}:
+        if not isinstance(data, dict) or not keys <= set(data) <= keys | {"fc_rows", "fold_align", "reorder",
+                                                                          "fc_schedule"}:
             raise TuningError(f"{where}: 'decisions' must be an object with fold_dead_units, tiling and placement "
                               "(and optionally fold_align, reorder; for cortex-m55 fc_rows)")
         reorder = data.get("reorder", [])
@@ -110,6 +124,11 @@ class Decisions:
                 and not isinstance(v, bool) and 1 <= v <= MAX_FC_ROWS for k, v in fc_rows.items()):
             raise TuningError(f"{where}: decisions.fc_rows must map FC shapes \"NxK\" to rows per pass "
                               f"(integers 1…{MAX_FC_ROWS})")
+        schedules = data.get("fc_schedule", {})
+        if not isinstance(schedules, dict) or not all(
+                isinstance(k, str) and re.fullmatch(r"[1-9][0-9]*x[1-9][0-9]*(/int64)?", k) and isinstance(v, list)
+                for k, v in schedules.items()):
+            raise TuningError(f"{where}: decisions.fc_schedule must map FC workloads \"NxK\" to MetaSchedule traces")
         fold, tiling, placement = data["fold_dead_units"], data["tiling"], data["placement"]
         if not isinstance(fold, bool):
             raise TuningError(f"{where}: decisions.fold_dead_units must be true or false, not {fold!r}")
@@ -118,7 +137,7 @@ class Decisions:
             raise TuningError(f"{where}: decisions.tiling must map layer names to tiling ids (strings)")
         if not isinstance(placement, list) or not all(isinstance(p, str) for p in placement):
             raise TuningError(f"{where}: decisions.placement must be a list of layer names")
-        return cls.make((fold, align), tiling, placement, fc_rows, reorder)
+        return cls.make((fold, align), tiling, placement, fc_rows, reorder).with_fc_schedule(schedules)
 
     def key(self) -> str:
         return json.dumps(self.to_json(), sort_keys=True)
@@ -126,6 +145,8 @@ class Decisions:
     def describe(self) -> str:
         tiles = ", ".join(f"{l}={t}" for l, t in self.tiling) or "none"
         rows = f"; FC rows {', '.join(f'{s}={r}' for s, r in self.fc_rows)}" if self.fc_rows else ""
+        if self.fc_schedule:
+            rows += f"; MetaSchedule FC kernels {', '.join(s for s, _ in self.fc_schedule)}"
         fold = f"aligned to {self.fold_align}" if self.fold_align else "on" if self.fold_dead_units else "off"
         reorder = f"; units reordered in {', '.join(self.reorder)}" if self.reorder else ""
         return (f"fold {fold}{reorder}; tiling {tiles}; "

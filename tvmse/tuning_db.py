@@ -21,6 +21,8 @@ from tvmse.tuning import Decisions, TuningError
 logger = logging.getLogger(__name__)
 
 DB_FORMAT = "tvmse-tuning-db/1"
+#: Lines of the same file that ``targets.cortex_m.metaschedule`` reads and checks (kernel evaluations).
+KERNEL_DB_FORMAT = "tvmse-kernel-db/1"
 
 
 class TuningDatabase:
@@ -58,6 +60,8 @@ class TuningDatabase:
     def _read_line(self, number: int, line: str) -> None:
         try:
             record = json.loads(line)
+            if isinstance(record, dict) and record.get("format") == KERNEL_DB_FORMAT:
+                return
             if not isinstance(record, dict) or record.get("format") != DB_FORMAT:
                 raise ValueError("not a tuning record")
             identity = {k: record[k] for k in self.identity}

@@ -204,6 +204,9 @@ def compile_cortex_m_graph(model_path: Path, output_dir: Path, run: str | None =
         from tvmse import autotune_cpu, tuning as tuning_mod
         graph, rewrites = tuning_mod.apply(imported.graph, plan.decisions, autotune_cpu.TILING_ACCELERATOR)
     network = lower.lower(graph, fc_rows=plan.decisions.fc_rows_by_shape() if plan else None)
+    if plan is not None and plan.decisions.fc_schedule:
+        from tvmse.targets.cortex_m import metaschedule
+        metaschedule.replay(network, plan.decisions, tuning)
     glue = glue_mod.generate(network)
     check_budget(glue, network, ram_budget)
     hop_files, hop_unavailable = audio_hop.files_for(graph)
