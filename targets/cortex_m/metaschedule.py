@@ -6,9 +6,10 @@ other op is legalized Relax with one generic schedule. The FC kernels hold nearl
 instructions, so they are what MetaSchedule (``tvm.s_tir.meta_schedule``) searches here:
 
 - **the workload** (``workload``): the same computation and arguments as ``fc_kernel.fully_connected``
-  (``x[1,K]``, ``w[N,K]``, ``params[N,3]`` → ``y[1,N]``, the folded bias as the reduction's initial
-  value, the same requantization macro), written as blocks MetaSchedule can transform; unscheduled,
-  it is the plain row-by-row loop;
+  (``x[1,K]``, ``w[N,K]``, ``params[3N]`` → ``y[1,N]``, the folded bias as the reduction's initial
+  value, the same scalar requantization macro), written as blocks MetaSchedule can transform; unscheduled,
+  it is the plain row-by-row loop. It reads each row's bias, multiplier and shift operand side by side
+  (``fc_kernel.row_params`` with one row per block), so a network running it carries that layout;
 - **the design space** (``space``): MetaSchedule's CPU rules without TVM's vectorization and parallel
   loops, plus one rule of ours that moves the requantization into the reduction's tiles (else every
   candidate of more than 256 rows needs a 1 KiB+ accumulator array);
@@ -105,7 +106,7 @@ def workload(n: int, k: int, y_zero_point: int, high_word: bool):
     zq = 1 + 2 * zp if high_word else zp
 
     @T.prim_func(s_tir=True)
-    def fc(x: T.Buffer((1, k), "int8"), w: T.Buffer((n, k), "int8"), params: T.Buffer((n, 3), "int32"),
+    def fc(x: T.Buffer((1, k), "int8"), w: T.Buffer((n, k), "int8"), params: T.Buffer((3 * n,), "int32"),
            y: T.Buffer((1, n), "int8")):
         T.func_attr({"tirx.noalias": True, "global_symbol": "main"})
         acc = T.sblock_alloc_buffer((n,), "int32")
@@ -113,12 +114,12 @@ def workload(n: int, k: int, y_zero_point: int, high_word: bool):
             with T.sblock("acc"):
                 vi, vj = T.axis.remap("SR", [i, j])
                 with T.init():
-                    acc[vi] = params[vi, 0]
+                    acc[vi] = params[3 * vi]
                 acc[vi] = acc[vi] + T.Cast("int32", x[0, vj]) * T.Cast("int32", w[vi, vj])
         for i in range(n):
             with T.sblock("requantize"):
                 vi = T.axis.spatial(n, i)
-                requantize(y, vi, acc[vi], params, zq)
+                requantize(y, vi, acc[vi], params, 3 * vi + 1, 3 * vi + 2, zq)
 
     return fc
 
@@ -221,12 +222,22 @@ def network_shapes(network) -> list[FcShape]:
 def apply_schedules(network, schedules: dict[str, object]) -> int:
     """Replace the hand FC kernels of ``network`` (``lower.LoweredNetwork``) whose workload key
     (``FcShape.key``) has a schedule in ``schedules`` (key → trace JSON); returns how many."""
+    from tvmse.targets.cortex_m import fc_kernel
+    ops = {op.name: op for op in network.graph.ops}
+    steps = {step.kernel: step for step in network.steps}
     replaced = 0
     for symbol, shape, zero_point in fc_workloads(network):
         trace = schedules.get(shape.key)
         if trace is not None:
             func = apply_trace(trace, shape.n, shape.k, zero_point, shape.high_word)
             network.fc_kernels[symbol] = func.with_attr("global_symbol", symbol)
+            # the workload reads each row's parameters side by side: the one-row layout of row_params
+            step = steps[symbol]
+            params = network.tensors[step.args[2]]
+            op = ops[step.op]
+            x = network.graph.tensors()[op.inputs[0]]
+            value = fc_kernel.row_params(op.consts["weight"], op.consts, x.zero_point, rows=1)
+            network.tensors[params.name] = dataclasses.replace(params, value=value)
             replaced += 1
     return replaced
 
@@ -307,7 +318,8 @@ class Bench:
     def build(self, func, work: Path, rows: int | None = None) -> "Built":
         """The network's sources with ``func`` as its FC kernel (None: the hand kernel at ``rows``)."""
         from tvmse.targets.cortex_m import fc_kernel, glue
-        network = self.hand[rows or fc_kernel.ROWS]
+        # a MetaSchedule kernel reads the one-row parameter layout (see ``workload``): the 1-row network has it
+        network = self.hand[1 if func is not None else rows or fc_kernel.ROWS]
         if func is not None:
             (symbol,) = network.fc_kernels
             network = dataclasses.replace(network, fc_kernels={symbol: func.with_attr("global_symbol", symbol)})
