@@ -20,8 +20,8 @@ What is searched (``tvmse.tuning.Decisions``; placement stays empty, the CPU has
   builds it, QEMU's count of one kernel call, bit-exact or discarded) against the hand kernel at its best
   row count. A schedule replaces the hand kernel only for the workloads where it runs fewer instructions,
   and only if the whole network then runs fewer (one more network evaluation, on top of ``--trials``).
-  Off by default: a candidate costs ~2 s of clang and QEMU here, and on the bundled shapes 64 trials come
-  within 1 % of the hand kernel at best (BENCHMARKS.md).
+  Off by default: a candidate costs ~0.5–2 s of clang and QEMU here, and on the bundled shapes the hand kernel
+  (its 4-row blocks requantized in Helium vectors) beats 64 trials' best by 12–63 % (BENCHMARKS.md).
 
 The cost is QEMU's executed instructions per frame of the whole step (``targets.cortex_m.emulate``:
 ``FRAMES`` random frames, state carried, every output checked bit-exact against the host reference, so
